@@ -1,0 +1,13 @@
+"""fmcourse: the companion package of the course "Foundation models, built".
+
+Modules, ground floor first (a module imports only from floors below it):
+
+1. ``env``, ``data``                       device, seeds, versions; corpora and synthetic worlds
+2. ``tokenizers``, ``objectives``, ``metrics``
+3. ``nn``                                  attention, Transformer blocks, positional encodings
+4. ``models``                              GPT, encoder, ...
+5. ``train``, ``checkpoints``, ``finetune``
+6. ``viz``, ``widgets``, ``exercises``
+"""
+
+__version__ = "0.1.0"

@@ -1,0 +1,222 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: ipynb,py:percent
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#   kernelspec:
+#     display_name: Python 3 (ipykernel)
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # 00 · Setting up and finding your way
+#
+# **Seed section 5.1 开发环境搭建 (setting up the development environment).**
+#
+# [![Open in Colab](https://colab.research.google.com/assets/colab-badge.svg)](https://colab.research.google.com/github/fmcourse/fmcourse/blob/main/notebooks/00_setup.ipynb)
+# [![Binder](https://mybinder.org/badge_logo.svg)](https://mybinder.org/v2/gh/fmcourse/fmcourse/main?urlpath=lab/tree/notebooks/00_setup.ipynb)
+#
+# This course teaches foundation models by building them: small but real models that you train on a
+# laptop CPU in seconds, with code that runs unchanged on a GPU. Every chapter is a notebook like this
+# one; the reusable code lives in a small companion package, `fmcourse`, that you can read in an
+# afternoon.
+#
+# **In this notebook you will**
+# - check that your environment has everything the course needs, and see what is missing if not;
+# - find out which device (CPU, CUDA GPU or Apple MPS) your code runs on, and how to choose another;
+# - run a first torch computation and check its gradient against calculus;
+# - learn how the course runs: JupyterLab, Binder, Colab, presenter mode, where data is cached.
+#
+# **Time on a laptop CPU:** under a minute.
+
+# %%
+# Setup: on Colab (or any fresh kernel) install the course's package once; elsewhere this does nothing.
+import importlib.util
+import subprocess
+import sys
+
+if importlib.util.find_spec("fmcourse") is None:
+    subprocess.check_call([sys.executable, "-m", "pip", "install", "--quiet",
+                           "fmcourse @ git+https://github.com/fmcourse/fmcourse"])
+
+from fmcourse import env
+
+env.print_report()
+
+# %% [markdown]
+# ## 1. How the course runs
+#
+# | where | how | when to choose it |
+# |---|---|---|
+# | your machine | `make lab` in the course folder: it creates `.venv`, installs the tested versions and opens JupyterLab at `notebooks/` | the best experience; works offline |
+# | conda | `conda env create -f environment.yml`, then `conda activate fmcourse` and `jupyter lab notebooks` | you already live in conda |
+# | Binder | the Binder badge at the top of each chapter | nothing to install; a few minutes to start |
+# | Colab | the Colab badge; the setup cell above installs `fmcourse` | a free GPU for the bigger settings |
+#
+# Each chapter is stored twice: `NN_name.py` (plain text, what we edit and review) and
+# `NN_name.ipynb` (what you open). In JupyterLab, with the `jupytext` extension the course installs,
+# saving either updates the other. Every notebook is run from top to bottom by the test suite on each
+# change, so if a cell fails for you, that is a bug worth reporting.
+#
+# **Environment variables** the package reads, all optional:
+#
+# | variable | effect |
+# |---|---|
+# | `FMCOURSE_DEVICE` | `auto` (default: CUDA, then MPS, then CPU), `cpu`, `cuda` or `mps` |
+# | `FMCOURSE_PRESENTER` | `1` turns on presenter mode in every chapter |
+# | `FMCOURSE_CACHE` | where downloaded corpora are kept (default `~/.cache/fmcourse`) |
+
+# %% [markdown]
+# ## 2. Is everything installed?
+#
+# `env.check_environment()` compares what is installed with the version ranges the package declares,
+# and returns one sentence per problem, each saying what to run. An empty list means all is well.
+
+# %%
+problems = env.check_environment()
+for problem in problems:
+    print("✗", problem)
+print("✓ all course packages found" if not problems else f"{len(problems)} problem(s) above")
+assert not problems, "fix the problems listed above, then restart the kernel"
+
+# %% [markdown]
+# ## 3. Which device?
+#
+# Deep-learning code runs on a *device*: the CPU, an NVIDIA GPU (CUDA) or an Apple GPU (MPS).
+# `env.get_device()` picks the best one available, and you can override it with `FMCOURSE_DEVICE`
+# (before starting JupyterLab) or by passing a name. A name it does not know is refused with the list
+# of choices, rather than silently falling back:
+
+# %%
+device = env.get_device()
+print("computing on:", device)
+try:
+    env.get_device("tpu")
+except ValueError as error:
+    print("ValueError:", error)
+
+# %% [markdown]
+# ## 4. A first computation: tensors and gradients
+#
+# A *tensor* is an n-dimensional array that lives on a device and remembers how it was computed, so
+# torch can differentiate through it (*autograd*). We evaluate $f(x) = \sin(x)\,x^2$ on a grid, ask
+# torch for $f'(x)$, and compare with the derivative from calculus,
+# $f'(x) = \cos(x)\,x^2 + 2x\sin(x)$.
+
+# %%
+import matplotlib.pyplot as plt
+import torch
+
+env.seed_everything(0)
+x = torch.linspace(-4, 4, 200, device=device, requires_grad=True)
+f = torch.sin(x) * x**2
+f.sum().backward()  # d(sum f)/dx_i = f'(x_i), since each f_i depends on x_i alone
+
+by_hand = torch.cos(x) * x**2 + 2 * x * torch.sin(x)
+max_error = (x.grad - by_hand).abs().max().item()
+print(f"largest difference between autograd and calculus: {max_error:.1e}")
+
+fig, ax = plt.subplots(figsize=(7, 3.5))
+ax.plot(x.detach().cpu(), f.detach().cpu(), label="$f(x)=\\sin(x)\\,x^2$")
+ax.plot(x.detach().cpu(), x.grad.cpu(), label="$f'(x)$ from autograd")
+ax.plot(x.detach().cpu()[::12], by_hand.detach().cpu()[::12], "o", label="$f'(x)$ by hand")
+ax.axhline(0, color="grey", lw=0.5)
+ax.legend()
+ax.set_xlabel("x")
+plt.show()
+assert max_error < 1e-4, "autograd and the hand-derived derivative should agree"
+
+# %% [markdown]
+# How fast is this device? A matrix product of two $n \times n$ matrices costs about $2n^3$
+# floating-point operations (FLOPs). Timing one tells you roughly how many the device does per
+# second, the number that decides how big a model you can train in a minute.
+
+# %%
+import time
+
+n = 512
+a, b = torch.randn(n, n, device=device), torch.randn(n, n, device=device)
+a @ b  # warm-up
+start = time.perf_counter()
+repeats = 20
+for _ in range(repeats):
+    c = a @ b
+if device.type == "cuda":
+    torch.cuda.synchronize()
+seconds = (time.perf_counter() - start) / repeats
+print(f"{n}×{n} matmul: {seconds * 1e3:.2f} ms ≈ {2 * n**3 / seconds / 1e9:.1f} GFLOP/s on {device}")
+assert torch.allclose(c.cpu(), a.cpu() @ b.cpu(), atol=1e-3), "device result differs from the CPU"
+
+# %% [markdown]
+# ## 5. Presenter mode
+#
+# Teaching from a projector? `env.presenter_mode()` makes every later plot use large fonts and thick
+# lines; `env.presenter_mode(False)` switches back. Setting `FMCOURSE_PRESENTER=1` turns it on in
+# every chapter at import.
+
+# %%
+import matplotlib as mpl
+
+
+def small_plot(title):
+    fig, ax = plt.subplots(figsize=(4.5, 3))
+    ax.plot([0, 1, 2], [0, 1, 4], label="$y = x^2$")
+    ax.set_title(title)
+    ax.legend()
+    plt.show()
+
+
+small_plot("normal")
+env.presenter_mode(True)
+small_plot("presenter mode")
+env.presenter_mode(False)
+assert mpl.rcParams["font.size"] == mpl.rcParamsDefault["font.size"], "presenter mode is off again"
+
+# %% [markdown]
+# ## 6. Data and reproducibility
+#
+# The course never *needs* the internet. Most chapters use synthetic worlds that `fmcourse`
+# generates from a seed (so the best possible answer is known), or data that ships with a package
+# (scikit-learn's handwritten digits, Python's own documentation). Where a chapter offers a real
+# download, it is checked against a SHA-256 hash and cached here:
+
+# %%
+print("download cache:", env.cache_dir())
+
+# %% [markdown]
+# Every chapter starts with `env.seed_everything(seed)`, which seeds Python, NumPy and torch, so two
+# runs give the same numbers:
+
+# %%
+env.seed_everything(42)
+first = torch.randn(3)
+env.seed_everything(42)
+assert torch.equal(first, torch.randn(3)), "the same seed must give the same numbers"
+print("same seed, same numbers:", first.tolist())
+
+# %% [markdown]
+# ## 7. The chapters
+#
+# Each chapter names the section of the overview *Foundation models* (基础模型, in Chinese) that it
+# covers, so a reader of that text can find their way.
+
+# %%
+from IPython.display import Markdown
+
+from fmcourse.chapters import markdown_table
+
+Markdown(markdown_table())
+
+# %% [markdown]
+# ## Summary
+#
+# - `make lab` (or Binder, Colab, conda) gives you the course; `make test` runs every notebook.
+# - `env.check_environment()` says what is missing; `env.get_device()` picks CUDA, then MPS, then CPU,
+#   and `FMCOURSE_DEVICE` overrides it.
+# - `env.seed_everything()` makes runs repeatable; `env.presenter_mode()` is for projectors.
+#
+# Next: chapter 01 shows what makes a model a *foundation* model, and chapter 02 starts building one
+# from its smallest part, a layer and a loss.

@@ -1,0 +1,93 @@
+"""The course as a whole: README mirrors the chapter map, notebooks share the Colab setup cell,
+and the package keeps its floors (a module imports only from floors below it)."""
+
+import ast
+import importlib.util
+import subprocess
+import sys
+from pathlib import Path
+
+import jupytext
+import pytest
+from packaging.requirements import Requirement
+
+from fmcourse.chapters import CHAPTERS, markdown_table
+
+ROOT = Path(__file__).resolve().parent.parent
+NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.py"))
+
+
+def test_readme_carries_the_chapter_table():
+    assert markdown_table() in (ROOT / "README.md").read_text(), (
+        "README.md's chapter table differs from fmcourse/chapters.py: paste markdown_table() into it"
+    )
+
+
+def test_every_ready_chapter_has_a_notebook_and_every_notebook_a_chapter():
+    stems = {p.stem for p in NOTEBOOKS}
+    ready = {c.notebook for c in CHAPTERS if c.status == "ready"}
+    assert ready == stems & {c.notebook for c in CHAPTERS}, "a chapter marked ready has no notebook, or vice versa"
+    assert stems <= {c.notebook for c in CHAPTERS}, f"notebooks missing from chapters.py: {stems - {c.notebook for c in CHAPTERS}}"
+
+
+def setup_cell(path: Path) -> str:
+    return next(c.source for c in jupytext.read(path).cells if c.cell_type == "code")
+
+
+def test_every_notebook_starts_with_the_same_setup_cell():
+    first = setup_cell(NOTEBOOKS[0])
+    for path in NOTEBOOKS[1:]:
+        assert setup_cell(path).startswith(first.split("\nfrom fmcourse")[0]), f"{path.name}: setup cell differs from {NOTEBOOKS[0].name}"
+
+
+@pytest.mark.parametrize("installed", [True, False])
+def test_setup_cell_installs_only_when_missing(installed, monkeypatch):
+    source = setup_cell(NOTEBOOKS[0]).split("\nfrom fmcourse")[0]  # the install logic, not the report
+    calls = []
+    real_find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: real_find_spec(name, *a) if installed or name != "fmcourse" else None)
+    monkeypatch.setattr(subprocess, "check_call", lambda args: calls.append(args))
+    exec(compile(source, "setup cell", "exec"), {})
+    if installed:
+        assert calls == []
+    else:
+        (args,) = calls
+        assert args[:4] == [sys.executable, "-m", "pip", "install"]
+        Requirement(args[-1])  # a valid, quoted requirement: no shell redirection of `>=` possible
+
+
+FLOORS = {
+    "env": 1, "chapters": 1, "data": 1,
+    "tokenizers": 2, "objectives": 2, "metrics": 2,
+    "nn": 3, "models": 4,
+    "train": 5, "checkpoints": 5, "finetune": 5, "pretrain": 5,
+    "viz": 6, "widgets": 6, "exercises": 6,
+}
+
+
+def imported_modules(tree: ast.AST) -> set[str]:
+    """The fmcourse modules (first component after `fmcourse.`) that a module imports."""
+    found = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom):
+            assert node.level == 0, "use absolute imports (from fmcourse.x import y) so floors stay visible"
+            if node.module == "fmcourse":
+                found |= {alias.name for alias in node.names}
+            elif node.module and node.module.startswith("fmcourse."):
+                found.add(node.module.split(".")[1])
+        elif isinstance(node, ast.Import):
+            found |= {a.name.split(".")[1] for a in node.names if a.name.startswith("fmcourse.")}
+    return found
+
+
+def test_modules_import_only_from_lower_floors():
+    package = ROOT / "fmcourse"
+    for path in package.rglob("*.py"):
+        where = f"fmcourse/{path.relative_to(package)}"
+        top = path.relative_to(package).parts[0].removesuffix(".py")
+        if top == "__init__":
+            continue
+        assert top in FLOORS, f"{where}: give module {top!r} a floor in FLOORS"
+        for name in imported_modules(ast.parse(path.read_text())) - {top}:
+            assert FLOORS[name] < FLOORS[top], f"{where} (floor {FLOORS[top]}) imports {name} (floor {FLOORS[name]})"

@@ -4,7 +4,7 @@ Environment variables (all optional):
 
 - ``FMCOURSE_DEVICE``: ``auto`` (default), ``cpu``, ``cuda`` or ``mps``.
 - ``FMCOURSE_PRESENTER``: ``1`` turns on presenter mode (large fonts) at import.
-- ``FMCOURSE_HEADLESS``: ``1`` keeps live plots quiet (set by the test suite).
+- ``FMCOURSE_HEADLESS``: ``1`` keeps progress bars and live plots quiet (set by the test suite).
 - ``FMCOURSE_CACHE``: where downloads are cached (default ``~/.cache/fmcourse``).
 """
 
@@ -77,13 +77,16 @@ def cache_dir() -> Path:
     return Path(os.environ.get("FMCOURSE_CACHE", Path.home() / ".cache" / "fmcourse")).expanduser()
 
 
-def is_headless() -> bool:
-    """True when live output should stay quiet: outside a Jupyter kernel, or FMCOURSE_HEADLESS=1."""
-    if os.environ.get("FMCOURSE_HEADLESS", "0") == "1":
-        return True
+def in_jupyter() -> bool:
+    """True inside a Jupyter kernel (JupyterLab, Colab, nbval), False in a script or a terminal."""
     shell = sys.modules.get("IPython")
     ip = shell.get_ipython() if shell is not None else None
-    return ip is None or type(ip).__name__ != "ZMQInteractiveShell"
+    return ip is not None and type(ip).__name__ in ("ZMQInteractiveShell", "Shell")  # "Shell": Colab
+
+
+def headless() -> bool:
+    """True when progress bars and live plots should stay quiet (``FMCOURSE_HEADLESS=1``, set by tests)."""
+    return os.environ.get("FMCOURSE_HEADLESS", "0") == "1"
 
 
 def check_environment() -> list[str]:

@@ -104,6 +104,9 @@ def test_cache_dir_follows_environment(monkeypatch, tmp_path):
     assert env.cache_dir() == tmp_path
 
 
-def test_headless_outside_a_kernel(monkeypatch):
-    monkeypatch.delenv("FMCOURSE_HEADLESS", raising=False)
-    assert env.is_headless()  # pytest is not a Jupyter kernel
+def test_pytest_is_not_jupyter_and_headless_follows_environment(monkeypatch):
+    assert not env.in_jupyter()
+    monkeypatch.setenv("FMCOURSE_HEADLESS", "1")
+    assert env.headless()
+    monkeypatch.setenv("FMCOURSE_HEADLESS", "0")
+    assert not env.headless()

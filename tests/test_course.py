@@ -91,3 +91,17 @@ def test_modules_import_only_from_lower_floors():
         assert top in FLOORS, f"{where}: give module {top!r} a floor in FLOORS"
         for name in imported_modules(ast.parse(path.read_text())) - {top}:
             assert FLOORS[name] < FLOORS[top], f"{where} (floor {FLOORS[top]}) imports {name} (floor {FLOORS[name]})"
+
+
+def test_tested_pins_satisfy_the_package_ranges():
+    import importlib.metadata
+
+    ranges = {Requirement(r).name: Requirement(r).specifier for r in importlib.metadata.requires("fmcourse")}
+    pins = [Requirement(line) for line in (ROOT / "requirements.txt").read_text().splitlines()
+            if line.strip() and not line.startswith("#")]
+    assert "torch" in {pin.name for pin in pins}, "requirements.txt must pin torch (an unpinned torch pulls a CUDA build)"
+    for pin in pins:
+        version = str(pin.specifier).removeprefix("==")
+        assert str(pin.specifier).startswith("=="), f"requirements.txt: pin {pin.name} exactly (==)"
+        if pin.name in ranges:
+            assert ranges[pin.name].contains(version), f"{pin.name}=={version} is outside pyproject's {ranges[pin.name]}"

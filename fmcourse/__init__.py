@@ -2,7 +2,8 @@
 
 Modules, ground floor first (a module imports only from floors below it):
 
-1. ``env``, ``data``                       device, seeds, versions; corpora and synthetic worlds
+0. ``env``, ``chapters``                   device, seeds, versions; the course map
+1. ``data``                                corpora, downloads, synthetic worlds, batches
 2. ``tokenizers``, ``objectives``, ``metrics``
 3. ``nn``                                  attention, Transformer blocks, positional encodings
 4. ``models``                              GPT, encoder, ...

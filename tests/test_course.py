@@ -58,7 +58,7 @@ def test_setup_cell_installs_only_when_missing(installed, monkeypatch):
 
 
 FLOORS = {
-    "env": 1, "chapters": 1, "data": 1,
+    "env": 0, "chapters": 0, "data": 1,
     "tokenizers": 2, "objectives": 2, "metrics": 2,
     "nn": 3, "models": 4,
     "train": 5, "checkpoints": 5, "finetune": 5, "pretrain": 5,

@@ -1,0 +1,27 @@
+"""Data: where text comes from, how it is cleaned and split, and how it becomes batches.
+
+- ``corpora``: ``pydoc_text`` (offline English), ``read_text`` (your UTF-8 file), ``tiny_shakespeare``
+  (a download), ``clean_text``, ``train_val_split``;
+- ``markov``: ``MarkovChain``, synthetic text whose entropy rate (the best possible loss) is known;
+- ``batches``: random windows for causal LM, BERT-style masking for masked LM;
+- ``registry``: pinned, checked, cached downloads; ``files``: atomic writes and checksums.
+"""
+
+from fmcourse.data.batches import (
+    IGNORE_INDEX,
+    causal_lm_batches,
+    causal_lm_eval_batches,
+    mask_tokens,
+    masked_lm_batches,
+    masked_lm_eval_batches,
+)
+from fmcourse.data.corpora import clean_text, pydoc_text, read_text, tiny_shakespeare, train_val_split
+from fmcourse.data.files import atomic_path, sha256_file
+from fmcourse.data.markov import MarkovChain
+from fmcourse.data.registry import REGISTRY, ChecksumError, Download, fetch
+
+__all__ = [
+    "IGNORE_INDEX", "causal_lm_batches", "causal_lm_eval_batches", "mask_tokens", "masked_lm_batches",
+    "masked_lm_eval_batches", "clean_text", "pydoc_text", "read_text", "tiny_shakespeare", "train_val_split",
+    "atomic_path", "sha256_file", "MarkovChain", "REGISTRY", "ChecksumError", "Download", "fetch",
+]

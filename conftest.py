@@ -9,6 +9,8 @@ import pytest
 # Read by the notebook kernels nbval starts: live plots and progress bars stay quiet.
 os.environ["FMCOURSE_HEADLESS"] = "1"
 os.environ.setdefault("MPLBACKEND", "Agg")
+# On a busy 2-core machine, OpenMP threads that spin while waiting slow torch down many times over.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 _notebook_seconds: dict[str, float] = defaultdict(float)
 _slowest_cell: dict[str, float] = defaultdict(float)

@@ -51,6 +51,7 @@ def run(path: Path) -> tuple[float, float, int, float]:
 
 def main(paths: list[Path]) -> None:
     os.environ["FMCOURSE_HEADLESS"] = "1"
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # as the test suite (conftest.py)
     rows = ["| notebook | wall time (s) | slowest cell (s) | peak memory (MB) |", "|---|---:|---:|---:|"]
     for path in paths:
         wall, slowest, index, peak = run(path)

@@ -1,0 +1,25 @@
+"""Neural-network building blocks: attention (teaching and fast paths), positions, Transformer blocks."""
+
+from fmcourse.nn.attention import (
+    MultiHeadAttention,
+    attention,
+    attention_weights,
+    causal_mask,
+    padding_mask,
+    set_fast_attention,
+)
+from fmcourse.nn.blocks import MLP, Block
+from fmcourse.nn.positional import Rotary, sinusoidal_positions
+
+__all__ = [
+    "MLP",
+    "Block",
+    "MultiHeadAttention",
+    "Rotary",
+    "attention",
+    "attention_weights",
+    "causal_mask",
+    "padding_mask",
+    "set_fast_attention",
+    "sinusoidal_positions",
+]

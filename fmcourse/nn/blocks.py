@@ -1,0 +1,54 @@
+"""The Transformer block: attention lets positions talk to each other, the MLP thinks about each one.
+
+Pre-LayerNorm (as GPT-2): each sub-layer reads a normalised copy of the residual stream and adds its
+result back, ``x = x + attn(norm1(x))``, ``x = x + mlp(norm2(x))``, so the stream itself is never
+squashed and gradients reach early layers through the additions unchanged.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from fmcourse.nn.attention import MultiHeadAttention
+
+
+class MLP(nn.Module):
+    """Position-wise feed-forward network: ``(B, T, d_model) -> (B, T, d_model)`` through a hidden
+    layer of width ``hidden`` (4 d_model in GPT-2) with GELU (tanh approximation, as GPT-2)."""
+
+    def __init__(self, d_model: int, hidden: int | None = None, dropout: float = 0.0):
+        super().__init__()
+        hidden = hidden or 4 * d_model
+        self.fc = nn.Linear(d_model, hidden)
+        self.act = nn.GELU(approximate="tanh")
+        self.proj = nn.Linear(hidden, d_model)
+        self.dropout = nn.Dropout(dropout)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.dropout(self.proj(self.act(self.fc(x))))
+
+
+class Block(nn.Module):
+    """One pre-LayerNorm Transformer block: ``(B, T, d_model) -> (B, T, d_model)``."""
+
+    def __init__(self, d_model: int, n_head: int, dropout: float = 0.0, causal: bool = False,
+                 rotary: nn.Module | None = None):
+        super().__init__()
+        self.norm1 = nn.LayerNorm(d_model)
+        self.attn = MultiHeadAttention(d_model, n_head, dropout, causal=causal, rotary=rotary)
+        self.norm2 = nn.LayerNorm(d_model)
+        self.mlp = MLP(d_model, 4 * d_model, dropout)
+
+    def forward(self, x: torch.Tensor, is_token: torch.Tensor | None = None,
+                need_weights: bool = False) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+        """x: ``(B, T, d_model)``; is_token: optional ``(B, T)`` bool (False at padding).
+
+        With ``need_weights`` also returns the attention weights ``(B, n_head, T, T)``.
+        """
+        attended = self.attn(self.norm1(x), is_token, need_weights=need_weights)
+        if need_weights:
+            attended, weights = attended
+        x = x + attended
+        x = x + self.mlp(self.norm2(x))
+        return (x, weights) if need_weights else x

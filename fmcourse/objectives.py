@@ -1,0 +1,179 @@
+"""Losses: what a model is trained to make small.
+
+    loss = cross_entropy(logits, targets)          # logits (N, C) or (..., C), targets (N,) or (...)
+    loss = mse(predictions, targets)               # any shape, the same for both
+
+Each function is written from its formula and agrees with its torch counterpart (``F.mse_loss``,
+``F.cross_entropy``, ``torch.softmax``, ``torch.log_softmax``, ``torch.logsumexp``) in value and
+gradient; the tests check this. The class dimension is always the last one, as in a language model's
+``(B, T, V)`` logits (torch's ``F.cross_entropy`` wants it second instead).
+
+Half-precision inputs (float16, bfloat16) are computed in float32 and the result is cast back, as
+torch's own kernels do: a sum of many exponentials in bfloat16 keeps only about three digits.
+"""
+
+from __future__ import annotations
+
+import torch
+
+REDUCTIONS = ("mean", "sum", "none")
+
+
+def _check_floating(name: str, x: torch.Tensor) -> None:
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
+    if not x.is_floating_point():
+        raise TypeError(f"{name} must be a floating-point tensor, got {x.dtype}")
+
+
+def _check_reduction(reduction: str) -> None:
+    if reduction not in REDUCTIONS:
+        raise ValueError(f"reduction must be one of {REDUCTIONS}, got {reduction!r}")
+
+
+def _compute_dtype(x: torch.Tensor) -> torch.dtype:
+    return torch.promote_types(x.dtype, torch.float32)
+
+
+def _reduce(losses: torch.Tensor, reduction: str) -> torch.Tensor:
+    if reduction == "mean":
+        return losses.mean()
+    if reduction == "sum":
+        return losses.sum()
+    return losses
+
+
+def _shift(x: torch.Tensor, dim: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(z - m, m)`` with ``z`` = ``x`` in float32 or wider and ``m`` its max along ``dim`` (kept).
+
+    The shift cancels exactly in every value and gradient below, so ``m`` is treated as a constant;
+    a slice whose max is infinite is left unshifted (inf - inf would be nan).
+    """
+    z = x.to(_compute_dtype(x))
+    m = z.detach().amax(dim=dim, keepdim=True)
+    m = torch.where(torch.isfinite(m), m, torch.zeros_like(m))
+    return z - m, m
+
+
+def logsumexp(x: torch.Tensor, dim: int = -1) -> torch.Tensor:
+    """``log(sum(exp(x)))`` along ``dim``, without overflow: ``m + log(sum(exp(x - m)))``, ``m = max(x)``.
+
+    Shape: ``x`` (..., C, ...) -> the same with ``dim`` removed. Entries of ``-inf`` (masked out)
+    count as zero probability; a slice that is all ``-inf`` gives ``-inf``.
+    """
+    _check_floating("x", x)
+    shifted, m = _shift(x, dim)
+    return (shifted.exp().sum(dim, keepdim=True).log() + m).squeeze(dim).to(x.dtype)
+
+
+def _log_softmax(logits: torch.Tensor, dim: int) -> torch.Tensor:
+    # (z - m) - log(sum(exp(z - m))): subtracting m first keeps the digits of z - m when |z| is large.
+    shifted, _ = _shift(logits, dim)
+    return shifted - shifted.exp().sum(dim, keepdim=True).log()
+
+
+def log_softmax(logits: torch.Tensor, dim: int = -1) -> torch.Tensor:
+    """Log-probabilities ``z - logsumexp(z)`` along ``dim``; same shape as ``logits``."""
+    _check_floating("logits", logits)
+    return _log_softmax(logits, dim).to(logits.dtype)
+
+
+def softmax(logits: torch.Tensor, dim: int = -1) -> torch.Tensor:
+    """Probabilities ``exp(z - m) / sum(exp(z - m))`` along ``dim`` with ``m = max(z)``: the same as
+    ``exp(z) / sum(exp(z))``, without overflow. Same shape as ``logits``."""
+    _check_floating("logits", logits)
+    e = _shift(logits, dim)[0].exp()
+    return (e / e.sum(dim, keepdim=True)).to(logits.dtype)
+
+
+def mse(predictions: torch.Tensor, targets: torch.Tensor, reduction: str = "mean") -> torch.Tensor:
+    """Mean squared error ``mean((predictions - targets)^2)``.
+
+    Both tensors must have the same shape: ``F.mse_loss`` broadcasts a ``(N, 1)`` prediction against a
+    ``(N,)`` target into an ``(N, N)`` table (with a warning), which is silently the wrong loss.
+    ``reduction``: ``"mean"`` (a scalar), ``"sum"`` or ``"none"`` (the squared errors, same shape).
+    """
+    _check_floating("predictions", predictions)
+    _check_floating("targets", targets)
+    _check_reduction(reduction)
+    if predictions.shape != targets.shape:
+        raise ValueError(
+            f"mse: predictions of shape {tuple(predictions.shape)} and targets of shape "
+            f"{tuple(targets.shape)} differ; expected the same shape for both "
+            f"(reshape one, e.g. targets.view({', '.join(map(str, predictions.shape))}))"
+        )
+    return _reduce((predictions - targets).pow(2), reduction)
+
+
+def cross_entropy(
+    logits: torch.Tensor,
+    targets: torch.Tensor,
+    weight: torch.Tensor | None = None,
+    ignore_index: int = -100,
+    reduction: str = "mean",
+    label_smoothing: float = 0.0,
+) -> torch.Tensor:
+    """Cross-entropy between ``softmax(logits)`` and the targets, as ``F.cross_entropy`` defines it.
+
+    Shapes: ``logits`` (..., C) with the classes last, and ``targets`` either
+    - class indices (...) of an integer dtype, each in ``[0, C)`` or equal to ``ignore_index``, or
+    - probabilities (..., C), floating point (each row a distribution, e.g. a teacher's softmax).
+
+    Per position, with log-probabilities ``l = log_softmax(logits)`` and class weights ``w`` (all 1 if
+    not given): ``-w[y] * l[y]`` for an index ``y``, ``-sum_c w[c] q[c] l[c]`` for a distribution ``q``.
+    ``label_smoothing`` ``e`` trains towards ``(1 - e) * target + e / C`` instead.
+    ``reduction="mean"`` divides by the summed weights of the counted positions (ignored positions do
+    not count; with no weights, by their number; with probability targets, by the number of
+    positions), as torch does: a batch that is entirely ignored gives nan. ``"sum"`` adds, ``"none"``
+    returns the per-position losses, shape (...).
+    """
+    _check_floating("logits", logits)
+    _check_reduction(reduction)
+    if logits.dim() == 0:
+        raise ValueError("cross_entropy: logits must have a class dimension, shape (..., C); got a scalar")
+    num_classes = logits.shape[-1]
+    if not isinstance(targets, torch.Tensor):
+        raise TypeError(f"targets must be a torch.Tensor, got {type(targets).__name__}")
+    if not 0.0 <= label_smoothing <= 1.0:
+        raise ValueError(f"label_smoothing must be in [0, 1], got {label_smoothing}")
+    if weight is not None:
+        _check_floating("weight", weight)
+        if weight.shape != (num_classes,):
+            raise ValueError(f"weight must have shape ({num_classes},), one per class; got {tuple(weight.shape)}")
+
+    log_p = _log_softmax(logits, -1)  # (..., C), in float32 or float64
+    w = torch.ones(num_classes, dtype=log_p.dtype, device=log_p.device) if weight is None else weight.to(log_p)
+
+    if targets.is_floating_point() and targets.shape == logits.shape:
+        q = targets.to(log_p.dtype)
+        if label_smoothing > 0:
+            q = q * (1 - label_smoothing) + label_smoothing / num_classes
+        return _reduce(-(q * w * log_p).sum(-1), reduction).to(logits.dtype)
+
+    if targets.shape != logits.shape[:-1]:
+        raise ValueError(
+            f"cross_entropy: targets of shape {tuple(targets.shape)} do not fit logits of shape "
+            f"{tuple(logits.shape)}; expected class indices of shape {tuple(logits.shape[:-1])} "
+            f"or probabilities of shape {tuple(logits.shape)}"
+        )
+    if targets.is_floating_point() or targets.is_complex() or targets.dtype == torch.bool:
+        raise TypeError(f"class-index targets must be an integer tensor (torch.long), got {targets.dtype}")
+    counted = targets != ignore_index  # (...)
+    outside = counted & ((targets < 0) | (targets >= num_classes))
+    if outside.any():
+        raise ValueError(
+            f"cross_entropy: class index {targets[outside][0].item()} is out of range; logits have "
+            f"{num_classes} classes, so targets must be in [0, {num_classes - 1}] (or ignore_index={ignore_index})"
+        )
+    index = torch.where(counted, targets, torch.zeros_like(targets)).long()  # ignored -> any valid class
+    zero = log_p.new_zeros(())
+    w_target = torch.where(counted, w[index], zero)  # (...): each position's weight, 0 where ignored
+    nll = torch.where(counted, -log_p.gather(-1, index.unsqueeze(-1)).squeeze(-1) * w[index], zero)
+    # The smoothing term: cross-entropy with the uniform distribution over the classes.
+    uniform = torch.where(counted, -(log_p * w).sum(-1) / num_classes, zero)
+
+    if reduction == "mean":
+        loss = ((1 - label_smoothing) * nll.sum() + label_smoothing * uniform.sum()) / w_target.sum()
+    else:
+        loss = _reduce((1 - label_smoothing) * nll + label_smoothing * uniform, reduction)
+    return loss.to(logits.dtype)

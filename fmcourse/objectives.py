@@ -2,11 +2,15 @@
 
     loss = cross_entropy(logits, targets)          # logits (N, C) or (..., C), targets (N,) or (...)
     loss = mse(predictions, targets)               # any shape, the same for both
+    loss = nt_xent(z1, z2, temperature=0.5)        # two views (N, D) each: SimCLR's contrastive loss
+    loss = clip_loss(images, texts, temperature)   # (N, D) each, pair i matches: CLIP's symmetric loss
 
 Each function is written from its formula and agrees with its torch counterpart (``F.mse_loss``,
 ``F.cross_entropy``, ``torch.softmax``, ``torch.log_softmax``, ``torch.logsumexp``) in value and
 gradient; the tests check this. The class dimension is always the last one, as in a language model's
-``(B, T, V)`` logits (torch's ``F.cross_entropy`` wants it second instead).
+``(B, T, V)`` logits (torch's ``F.cross_entropy`` wants it second instead). The contrastive losses
+(``info_nce``, ``nt_xent``, ``clip_loss``) are cross-entropies over a matrix of cosine similarities;
+the tests check them against their formulas written as explicit loops.
 
 Half-precision inputs (float16, bfloat16) are computed in float32 and the result is cast back, as
 torch's own kernels do: a sum of many exponentials in bfloat16 keeps only about three digits.
@@ -15,6 +19,7 @@ torch's own kernels do: a sum of many exponentials in bfloat16 keeps only about 
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 
 REDUCTIONS = ("mean", "sum", "none")
 
@@ -177,3 +182,88 @@ def cross_entropy(
     else:
         loss = _reduce((1 - label_smoothing) * nll + label_smoothing * uniform, reduction)
     return loss.to(logits.dtype)
+
+
+# --- contrastive losses ---------------------------------------------------------------------------
+
+def _check_pairs(name_a: str, a: torch.Tensor, name_b: str, b: torch.Tensor) -> None:
+    """Two (N, D) batches of embeddings, row i of one paired with row i of the other, N >= 2."""
+    _check_floating(name_a, a)
+    _check_floating(name_b, b)
+    if a.dim() != 2 or b.dim() != 2:
+        raise ValueError(f"{name_a} and {name_b} must be (N, D) batches of embeddings, got shapes "
+                         f"{tuple(a.shape)} and {tuple(b.shape)}")
+    if a.shape[0] != b.shape[0]:
+        raise ValueError(f"{name_a} has {a.shape[0]} rows but {name_b} has {b.shape[0]}: row i of one must be "
+                         f"the positive partner of row i of the other, so both need the same batch size")
+    if a.shape[1] != b.shape[1]:
+        raise ValueError(f"{name_a} has dimension {a.shape[1]} but {name_b} has {b.shape[1]}: a similarity "
+                         f"needs embeddings of the same size")
+    if a.shape[0] < 2:
+        raise ValueError(f"a contrastive loss needs a batch of at least 2 pairs, got {a.shape[0]}: with one pair "
+                         f"there are no negatives to contrast with, and the loss is always 0")
+
+
+def _check_temperature(temperature: float | torch.Tensor) -> None:
+    value = float(temperature.detach()) if isinstance(temperature, torch.Tensor) else float(temperature)
+    if not value > 0:  # also refuses nan
+        raise ValueError(f"temperature must be > 0 (it divides the similarities), got {value}")
+
+
+def cosine_similarities(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """All cosine similarities ``a_i · b_j / (|a_i| |b_j|)``: ``a`` (N, D), ``b`` (M, D) -> (N, M), in [-1, 1]."""
+    if a.dim() != 2 or b.dim() != 2 or a.shape[1] != b.shape[1]:
+        raise ValueError(f"cosine_similarities needs (N, D) and (M, D) with the same D, got shapes "
+                         f"{tuple(a.shape)} and {tuple(b.shape)}")
+    return F.normalize(a, dim=-1) @ F.normalize(b, dim=-1).T
+
+
+def info_nce(queries: torch.Tensor, keys: torch.Tensor, temperature: float | torch.Tensor = 0.1,
+             reduction: str = "mean") -> torch.Tensor:
+    """InfoNCE: for each query ``i``, the cross-entropy of picking its own key ``i`` among all N keys.
+
+    ``queries``, ``keys``: (N, D), row ``i`` of each a positive pair; the other N - 1 keys are the
+    negatives of query ``i``. With cosine similarities ``s_ij``,
+
+        loss_i = -log( exp(s_ii / t) / sum_j exp(s_ij / t) ),
+
+    the cross-entropy of the logits ``S / t`` (N, N) with targets ``0, 1, ..., N-1``. ``reduction``:
+    ``"mean"``, ``"sum"`` or ``"none"`` (the N losses).
+    """
+    _check_pairs("queries", queries, "keys", keys)
+    _check_temperature(temperature)
+    logits = cosine_similarities(queries, keys) / temperature  # (N, N)
+    targets = torch.arange(len(queries), device=queries.device)
+    return cross_entropy(logits, targets, reduction=reduction)
+
+
+def nt_xent(z1: torch.Tensor, z2: torch.Tensor, temperature: float | torch.Tensor = 0.5,
+            reduction: str = "mean") -> torch.Tensor:
+    """SimCLR's NT-Xent (normalised temperature-scaled cross-entropy) over two views of N examples.
+
+    ``z1``, ``z2``: (N, D), row ``i`` of each a view of example ``i``. All 2N views are anchors; an
+    anchor's positive is the other view of its example, its negatives the other 2N - 2 views (itself
+    excluded). The loss of each anchor is InfoNCE over those 2N - 1 candidates; ``"mean"`` averages
+    the 2N anchors, ``"none"`` returns them (2N,): first the anchors from ``z1``, then from ``z2``.
+    """
+    _check_pairs("z1", z1, "z2", z2)
+    _check_temperature(temperature)
+    n = len(z1)
+    z = torch.cat([z1, z2])  # (2N, D)
+    similarities = cosine_similarities(z, z) / temperature  # (2N, 2N)
+    # An anchor is not its own candidate: drop the diagonal, leaving (2N, 2N - 1) logits. Anchor i < N
+    # finds its positive at column N + i, one to the left once column i is gone; anchor N + i at column i.
+    others = ~torch.eye(2 * n, dtype=torch.bool, device=z.device)
+    logits = similarities[others].view(2 * n, 2 * n - 1)
+    targets = torch.cat([torch.arange(n - 1, 2 * n - 1), torch.arange(n)]).to(z.device)
+    return cross_entropy(logits, targets, reduction=reduction)
+
+
+def clip_loss(image_embeddings: torch.Tensor, text_embeddings: torch.Tensor,
+              temperature: float | torch.Tensor = 0.07) -> torch.Tensor:
+    """CLIP's symmetric loss: the mean of InfoNCE image -> text (each image picks its caption among the
+    batch's N captions) and text -> image (each caption picks its image). Both (N, D), row ``i`` a pair.
+    """
+    _check_pairs("image_embeddings", image_embeddings, "text_embeddings", text_embeddings)
+    return (info_nce(image_embeddings, text_embeddings, temperature)
+            + info_nce(text_embeddings, image_embeddings, temperature)) / 2

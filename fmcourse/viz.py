@@ -143,3 +143,25 @@ def attention_grid(maps, labels: Sequence[str] | None = None, size: float = 1.8)
     fig.supylabel("query (looking)", fontsize=10)
     fig.tight_layout()
     return fig
+
+
+def embedding_map(features, labels, ax: Axes | None = None, title: str | None = None) -> Axes:
+    """Features (N, D) projected onto their first two principal components, one dot per example,
+    coloured by its label (N,) (integers); the percentage of variance each axis keeps is in its label."""
+    x, y = _numpy(features).astype(np.float64), _numpy(labels)
+    if x.ndim != 2 or y.shape != (len(x),) or len(x) < 2:
+        raise ValueError(f"features must be (N, D) with N >= 2 and labels (N,), got {x.shape} and {y.shape}")
+    centred = x - x.mean(0)
+    _, singular, directions = np.linalg.svd(centred, full_matrices=False)
+    points = centred @ directions[:2].T
+    kept = singular[:2] ** 2 / max((singular**2).sum(), 1e-12)
+    ax = ax or plt.subplots(figsize=(5, 4.5))[1]
+    for label in np.unique(y):
+        chosen = y == label
+        ax.scatter(points[chosen, 0], points[chosen, 1], s=6, alpha=0.7, color=plt.get_cmap("tab10")(int(label) % 10),
+                   label=str(label))
+    ax.set_xlabel(f"PC 1 ({kept[0]:.0%} of the variance)")
+    ax.set_ylabel(f"PC 2 ({kept[1]:.0%})" if len(kept) > 1 else "PC 2")
+    ax.legend(markerscale=3, fontsize=7, ncols=2, loc="best")
+    ax.set_title(title or "embedding map")
+    return ax

@@ -189,3 +189,38 @@ def attention_explorer(model: torch.nn.Module, examples: dict[str, torch.Tensor]
         layer=w.IntSlider(value=0, min=0, max=model.config.n_layer - 1, description="layer", **style),
         head=w.IntSlider(value=0, min=0, max=model.config.n_head - 1, description="head", **style),
     )
+
+
+# --- temperature of a contrastive softmax --------------------------------------------------------
+
+DEFAULT_SIMILARITIES = (0.8, 0.6, 0.4, 0.2, 0.1, 0.0, -0.1, -0.3)
+
+
+def draw_temperature(similarities: Sequence[float] = DEFAULT_SIMILARITIES, temperature: float = 0.5,
+                     ax: Axes | None = None) -> torch.Tensor:
+    """The softmax ``exp(s_j / t) / sum_k exp(s_k / t)`` over one anchor's cosine similarities as bars:
+    the first is its positive, the rest negatives. Returns the probabilities (len(similarities),);
+    the InfoNCE loss of this anchor is ``-log`` of the first."""
+    s = torch.as_tensor(similarities, dtype=torch.float64)
+    if s.dim() != 1 or len(s) < 2:
+        raise ValueError(f"need one positive and at least one negative similarity, got {list(similarities)}")
+    if not temperature > 0:
+        raise ValueError(f"temperature must be > 0, got {temperature}")
+    p = torch.softmax(s / temperature, dim=0)
+    ax = ax or plt.subplots(figsize=(6, 3))[1]
+    ax.bar(range(len(s)), p.numpy(), color=["C2"] + ["C0"] * (len(s) - 1))
+    ax.set_xticks(range(len(s)), ["positive"] + [f"{v:+.1f}" for v in s[1:].tolist()], fontsize=8)
+    ax.set_xlabel("candidate (its cosine similarity to the anchor)")
+    ax.set_ylabel("probability")
+    ax.set_ylim(0, 1)
+    ax.set_title(f"t = {temperature:.3g}: loss -log p(positive) = {-p[0].log().item():.3f}")
+    return p
+
+
+def temperature_explorer(similarities: Sequence[float] = DEFAULT_SIMILARITIES):
+    """``draw_temperature`` with a logarithmic slider for the temperature."""
+    import ipywidgets as w
+
+    slider = w.FloatLogSlider(value=0.5, base=10, min=-2, max=1, step=0.05, description="temperature",
+                              continuous_update=False, style={"description_width": "initial"})
+    return explorer(draw_temperature, similarities=similarities, temperature=slider)

@@ -4,9 +4,12 @@
   (a download), ``clean_text``, ``train_val_split``;
 - ``markov``: ``MarkovChain``, synthetic text whose entropy rate (the best possible loss) is known;
 - ``batches``: random windows for causal LM, BERT-style masking for masked LM;
-- ``registry``: pinned, checked, cached downloads; ``files``: atomic writes and checksums.
+- ``registry``: pinned, checked, cached downloads; ``files``: atomic writes and checksums;
+- ``shapes``: a synthetic world of small images of shapes with exact captions;
+- ``augment``: random views of image batches (crop, rotation, blur, noise, erasing), in torch.
 """
 
+from fmcourse.data.augment import Augment, affine, erase, gaussian_blur
 from fmcourse.data.batches import (
     IGNORE_INDEX,
     causal_lm_batches,
@@ -19,9 +22,11 @@ from fmcourse.data.corpora import clean_text, pydoc_text, read_text, tiny_shakes
 from fmcourse.data.files import atomic_path, sha256_file
 from fmcourse.data.markov import MarkovChain
 from fmcourse.data.registry import REGISTRY, ChecksumError, Download, fetch
+from fmcourse.data.shapes import Scenes, caption, encode_captions, make_scenes
 
 __all__ = [
     "IGNORE_INDEX", "causal_lm_batches", "causal_lm_eval_batches", "mask_tokens", "masked_lm_batches",
     "masked_lm_eval_batches", "clean_text", "pydoc_text", "read_text", "tiny_shakespeare", "train_val_split",
     "atomic_path", "sha256_file", "MarkovChain", "REGISTRY", "ChecksumError", "Download", "fetch",
+    "Augment", "affine", "erase", "gaussian_blur", "Scenes", "caption", "encode_captions", "make_scenes",
 ]

@@ -49,17 +49,27 @@ def run(path: Path) -> tuple[float, float, int, float]:
     return wall, times[slowest], slowest, peak_mb
 
 
+def earlier_rows() -> dict[str, str]:
+    """Rows of the last table, by notebook, so measuring a few notebooks keeps the others' rows."""
+    if not RESULTS.exists():
+        return {}
+    lines = [line for line in RESULTS.read_text().splitlines() if line.startswith("| ") and "---" not in line]
+    return {line.split("|")[1].strip(): line for line in lines[1:]}
+
+
 def main(paths: list[Path]) -> None:
     os.environ["FMCOURSE_HEADLESS"] = "1"
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # as the test suite (conftest.py)
-    rows = ["| notebook | wall time (s) | slowest cell (s) | peak memory (MB) |", "|---|---:|---:|---:|"]
+    table = earlier_rows()
     for path in paths:
         wall, slowest, index, peak = run(path)
-        rows.append(f"| {path.stem} | {wall:.1f} | {slowest:.1f} (cell {index}) | {peak:.0f} |")
-        print(rows[-1], flush=True)
+        table[path.stem] = f"| {path.stem} | {wall:.1f} | {slowest:.1f} (cell {index}) | {peak:.0f} |"
+        print(table[path.stem], flush=True)
+    rows = ["| notebook | wall time (s) | slowest cell (s) | peak memory (MB) |", "|---|---:|---:|---:|"]
+    rows += [table[name] for name in sorted(table)]
     import torch
 
-    header = (f"Measured {datetime.date.today()} on {platform.machine()} with {os.cpu_count()} cores, "
+    header = (f"Last measured {datetime.date.today()} on {platform.machine()} with {os.cpu_count()} cores, "
               f"torch {torch.__version__}, {torch.get_num_threads()} threads.\n\n")
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(header + "\n".join(rows) + "\n")

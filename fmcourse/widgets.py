@@ -19,6 +19,8 @@ import torch
 from matplotlib.axes import Axes
 from matplotlib.colors import LogNorm
 
+from fmcourse import env
+
 # A loss of two parameters: takes tensors w and b of one (broadcastable) shape, returns that shape.
 Loss2D = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
@@ -27,9 +29,19 @@ def explorer(draw: Callable[..., object], **controls):
     """``draw`` behind controls: each keyword is an ipywidgets control (a slider) or a fixed value.
 
     Returns an ``ipywidgets.interactive`` (display it, or leave it as a cell's last line); it calls
-    ``draw`` once with the controls' initial values and again whenever one changes.
+    ``draw`` once with the controls' initial values and again whenever one changes. In a notebook
+    run headless (the test suite runs notebooks with ``FMCOURSE_HEADLESS=1``) nobody can move a
+    slider: it draws the initial state once and returns None.
     """
     import ipywidgets
+
+    if env.in_jupyter() and env.headless():
+        # Besides being useless there, widgets can stall notebook runners: nbclient sometimes misses
+        # the reply to a cell that opens many widget comms (jupyter/nbclient#312).
+        draw(**{name: c.value if isinstance(c, (ipywidgets.ValueWidget, ipywidgets.fixed)) else c
+               for name, c in controls.items()})
+        plt.show()
+        return None
 
     def show(**kwargs) -> None:
         draw(**kwargs)
@@ -224,3 +236,50 @@ def temperature_explorer(similarities: Sequence[float] = DEFAULT_SIMILARITIES):
     slider = w.FloatLogSlider(value=0.5, base=10, min=-2, max=1, step=0.05, description="temperature",
                               continuous_update=False, style={"description_width": "initial"})
     return explorer(draw_temperature, similarities=similarities, temperature=slider)
+
+
+# --- LoRA: rank and learning rate against accuracy and trainable parameters -------------------
+
+Sweep = dict[tuple[int, float], tuple[float, int]]  # (rank, learning rate) -> (accuracy, trainable parameters)
+
+
+def draw_lora_sweep(sweep: Sweep, rank: int, lr: float, references: dict[str, tuple[float, int]] | None = None,
+                    ax: Axes | None = None) -> tuple[float, int]:
+    """Accuracy against trainable parameters (log scale) for every rank of a LoRA sweep, one line per
+    learning rate, with the run at ``(rank, lr)`` marked; ``references`` (name -> (accuracy,
+    parameters)), such as full fine-tuning, are drawn as stars. Returns that run's (accuracy, parameters)."""
+    if (rank, lr) not in sweep:
+        raise ValueError(f"no run with rank={rank}, lr={lr:g} in the sweep; it has ranks "
+                         f"{sorted({r for r, _ in sweep})} and learning rates {sorted({rate for _, rate in sweep})}")
+    ax = ax or plt.subplots(figsize=(7, 4))[1]
+    for i, rate in enumerate(sorted({rate for _, rate in sweep})):
+        ranks = sorted(r for r, other in sweep if other == rate)
+        accuracies, sizes = zip(*(sweep[r, rate] for r in ranks))
+        ax.plot(sizes, accuracies, "o-", color=f"C{i}", label=f"LoRA, lr {rate:g}")
+        for r, x, y in zip(ranks, sizes, accuracies):
+            ax.annotate(f"r={r}", (x, y), textcoords="offset points", xytext=(0, 6), ha="center", fontsize=7)
+    for j, (name, (accuracy, size)) in enumerate((references or {}).items()):
+        ax.plot(size, accuracy, "*", ms=14, color=f"C{7 + j}", label=name)
+    accuracy, size = sweep[rank, lr]
+    ax.plot(size, accuracy, "o", ms=16, mfc="none", mec="black", mew=2, label="selected")
+    ax.set_xscale("log")
+    ax.set_xlabel("trainable parameters")
+    ax.set_ylabel("validation accuracy")
+    ax.set_title(f"rank {rank}, lr {lr:g}: accuracy {accuracy:.1%} with {size:,} trainable parameters")
+    ax.legend(fontsize=8, loc="lower right")
+    return accuracy, size
+
+
+def lora_sweep_explorer(sweep: Sweep, references: dict[str, tuple[float, int]] | None = None):
+    """``draw_lora_sweep`` with a slider over the sweep's ranks and one over its learning rates."""
+    import ipywidgets as w
+
+    ranks, rates = sorted({r for r, _ in sweep}), sorted({rate for _, rate in sweep})
+    style = dict(continuous_update=False, style={"description_width": "initial"})
+    return explorer(
+        draw_lora_sweep,
+        sweep=sweep,
+        references=references,
+        rank=w.SelectionSlider(options=ranks, value=ranks[len(ranks) // 2], description="LoRA rank", **style),
+        lr=w.SelectionSlider(options=rates, value=rates[-1], description="learning rate", **style),
+    )

@@ -29,3 +29,13 @@ def test_a_placeholder_or_crashing_answer_gets_feedback_not_a_traceback(capsys):
     assert not exercise.check(lambda x: 1 / 0)
     assert "ZeroDivisionError" in capsys.readouterr().out
     assert exercise.check(exercise.solution) and not exercise.check(exercise.mistake)
+
+
+def test_show_solutions_reports_a_broken_exercise(capsys):
+    good = Exercise("double", lambda f: None if f(2) == 4 else "f(2) should be 4", "2 * x", lambda x: 2 * x, lambda x: x)
+    broken = Exercise("broken", lambda f: None, "", lambda x: x, lambda x: x)  # accepts its own mistake
+    from fmcourse.exercises import show_solutions
+
+    assert show_solutions(good)
+    assert not show_solutions(good, broken)
+    assert "— double —" in capsys.readouterr().out

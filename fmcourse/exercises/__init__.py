@@ -57,3 +57,20 @@ class Exercise:
 def chapter_exercises(module) -> list[Exercise]:
     """Every ``Exercise`` defined at the top level of a chapter's module."""
     return [value for value in vars(module).values() if isinstance(value, Exercise)]
+
+
+def show_solutions(*exercises: Exercise) -> bool:
+    """For each exercise: its solution, checked, and a typical mistake, checked (to show the feedback).
+
+    Returns True when every solution passes and every mistake is caught, so a notebook can assert it.
+    """
+    all_good = True
+    for exercise in exercises:
+        print(f"— {exercise.title} —")
+        exercise.show_solution()
+        solved = exercise.check(exercise.solution)
+        print("a typical mistake:")
+        caught = not exercise.check(exercise.mistake)
+        print()
+        all_good = all_good and solved and caught
+    return all_good

@@ -173,14 +173,14 @@ def cross_entropy(
     index = torch.where(counted, targets, torch.zeros_like(targets)).long()  # ignored -> any valid class
     zero = log_p.new_zeros(())
     w_target = torch.where(counted, w[index], zero)  # (...): each position's weight, 0 where ignored
-    nll = torch.where(counted, -log_p.gather(-1, index.unsqueeze(-1)).squeeze(-1) * w[index], zero)
-    # The smoothing term: cross-entropy with the uniform distribution over the classes.
-    uniform = torch.where(counted, -(log_p * w).sum(-1) / num_classes, zero)
+    losses = torch.where(counted, -log_p.gather(-1, index.unsqueeze(-1)).squeeze(-1) * w[index], zero)
+    if label_smoothing > 0:
+        # Mix in the cross-entropy with the uniform distribution over the classes. Only when asked:
+        # a masked (-inf) logit makes that term infinite, and 0 * inf would turn a finite loss into nan.
+        uniform = torch.where(counted, -(log_p * w).sum(-1) / num_classes, zero)
+        losses = (1 - label_smoothing) * losses + label_smoothing * uniform
 
-    if reduction == "mean":
-        loss = ((1 - label_smoothing) * nll.sum() + label_smoothing * uniform.sum()) / w_target.sum()
-    else:
-        loss = _reduce((1 - label_smoothing) * nll + label_smoothing * uniform, reduction)
+    loss = losses.sum() / w_target.sum() if reduction == "mean" else _reduce(losses, reduction)
     return loss.to(logits.dtype)
 
 

@@ -634,13 +634,9 @@ exercises.zero_shot.check(my_zero_shot)
 # says about it.
 
 # %%
-for exercise in (exercises.info_nce, exercises.collapsed_loss, exercises.clip_loss, exercises.zero_shot):
-    print(f"— {exercise.title} —")
-    exercise.show_solution()
-    assert exercise.check(exercise.solution)
-    print("a typical mistake:")
-    assert not exercise.check(exercise.mistake)
-    print()
+from fmcourse.exercises import show_solutions
+
+assert show_solutions(exercises.info_nce, exercises.collapsed_loss, exercises.clip_loss, exercises.zero_shot)
 
 # %% [markdown]
 # ## Further reading

@@ -26,6 +26,11 @@ def test_a_placeholder_or_crashing_answer_gets_feedback_not_a_traceback(capsys):
     exercise = Exercise("square", lambda f: None if f(3) == 9 else "f(3) should be 9", "x * x", lambda x: x * x, lambda x: 2 * x)
     assert not exercise.check(...)
     assert "no answer yet" in capsys.readouterr().out
+    def unwritten(x):
+        ...  # your code here
+
+    assert not exercise.check(unwritten)
+    assert "returned None" in capsys.readouterr().out
     assert not exercise.check(lambda x: 1 / 0)
     assert "ZeroDivisionError" in capsys.readouterr().out
     assert exercise.check(exercise.solution) and not exercise.check(exercise.mistake)

@@ -189,6 +189,27 @@ def test_huge_logits_give_a_finite_loss():
     assert torch.isfinite(logits.grad).all()
 
 
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+@pytest.mark.parametrize("label_smoothing", [0.0, 0.1])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_masked_logits_match_torch(dtype, label_smoothing, reduction):
+    """-inf logits (a causal or padding mask): finite like torch without smoothing; with smoothing the
+    uniform target puts weight on the masked class, so the loss is inf in torch too (the gradient stays finite)."""
+    g = torch.Generator().manual_seed(0)
+    logits = leaf((3, 4, 6), dtype, g)
+    masked = torch.rand(3, 4, 6, generator=g) < 0.3
+    masked[..., 0] = False  # targets below stay on unmasked class 0 or 1
+    masked[..., 1] = False
+    logits = logits.detach().masked_fill(masked, -math.inf)
+    targets = torch.randint(0, 2, (3, 4), generator=g)
+    targets[0, 0] = -100
+    kwargs = dict(label_smoothing=label_smoothing, reduction=reduction)
+    assert_same_value_and_grad(lambda z: cross_entropy(z, targets, **kwargs),
+                               lambda z: torch_cross_entropy(z, targets, **kwargs), [logits], dtype)
+    if label_smoothing == 0:
+        assert torch.isfinite(cross_entropy(logits, targets, **kwargs)).all()
+
+
 def test_all_ignored_gives_nan_like_torch():
     logits, targets = torch.randn(3, 4), torch.full((3,), -100)
     assert torch.isnan(cross_entropy(logits, targets)) and torch.isnan(F.cross_entropy(logits, targets))

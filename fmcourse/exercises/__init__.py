@@ -20,6 +20,22 @@ from dataclasses import dataclass
 from typing import Any
 
 
+class _ReturnedNone(Exception):
+    pass
+
+
+def _returning(function: Callable) -> Callable:
+    """``function``, raising _ReturnedNone where it returns None (an exercise not yet written)."""
+
+    def wrapper(*args, **kwargs):
+        result = function(*args, **kwargs)
+        if result is None:
+            raise _ReturnedNone
+        return result
+
+    return wrapper
+
+
 @dataclass(frozen=True)
 class Exercise:
     title: str
@@ -33,7 +49,9 @@ class Exercise:
         if answer is None or answer is Ellipsis:
             return "no answer yet: replace the placeholder with your answer"
         try:
-            return self.checker(answer)
+            return self.checker(_returning(answer) if inspect.isfunction(answer) else answer)
+        except _ReturnedNone:
+            return "your function returned None: replace the `...` with your code, and `return` the result"
         except Exception as error:  # a student's code may fail in any way; report it, don't crash
             return f"your answer raised {type(error).__name__}: {error}"
 

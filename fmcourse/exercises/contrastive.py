@@ -86,18 +86,13 @@ def clip_loss_solution(image_embeddings, text_embeddings, temperature):
     return (F.cross_entropy(logits, targets) + F.cross_entropy(logits.T, targets)) / 2
 
 
-def _clip_loss_one_way(image_embeddings, text_embeddings, temperature):
-    images, texts = F.normalize(image_embeddings, dim=1), F.normalize(text_embeddings, dim=1)
-    return F.cross_entropy(images @ texts.T / temperature, torch.arange(len(images)))
-
-
 clip_loss = Exercise(
     title="CLIP's symmetric loss",
     checker=lambda fn: _check_loss(fn, _clip_loss),
     hint="each image picks its caption among the N captions (rows of the logits), and each caption picks its "
          "image among the N images (columns, i.e. rows of the transpose); average the two cross-entropies",
     solution=clip_loss_solution,
-    mistake=_clip_loss_one_way,
+    mistake=info_nce_solution,  # one direction only: image -> text, without text -> image
 )
 
 

@@ -1,5 +1,6 @@
-"""Using a pretrained encoder for a new task. For now: probes, which measure how useful frozen
-features are by how well the simplest classifiers do on them.
+"""Using a pretrained model for a new task: probes that leave it frozen, and fine-tuning that changes it.
+
+Probes measure how useful frozen features are by how well the simplest classifiers do on them:
 
     train_f = extract_features(encoder, train_images)           # (N, D), the encoder unchanged
     probe = linear_probe(train_f, train_labels)                 # logistic regression on the features
@@ -8,14 +9,26 @@ features are by how well the simplest classifiers do on them.
 
 A linear probe asks "is the information there, linearly readable?"; k-nearest neighbours asks "are
 examples of a class close together?". Neither changes the encoder, so they compare encoders fairly.
+
+Fine-tuning trains a classification head together with the backbone, all of it or a small part:
+
+    model = Classifier(MeanPooled(gpt), num_classes=6)          # token ids (B, T) -> logits (B, 6)
+    add_lora(model.backbone, rank=4)                            # freeze the backbone, add LoRA adapters
+    fit(model, labelled_batches, lambda m, batch: m.loss(*batch), steps=100, lr=1e-2)
+    count_parameters(model)                                     # what was trained: adapters + head
+    remove_lora(model.backbone)                                 # the pretrained backbone, exactly as it was
 """
 
 from __future__ import annotations
+
+from collections.abc import Iterable
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from fmcourse.models import TransformerLM
+from fmcourse.nn import LoRALinear
 from fmcourse.objectives import cosine_similarities, cross_entropy
 
 
@@ -111,3 +124,182 @@ def knn_predict(train_features: torch.Tensor, train_labels: torch.Tensor, featur
     nearest = cosine_similarities(features, train_features).topk(k, dim=1).indices  # (M, k)
     votes = F.one_hot(train_labels.to(nearest.device)[nearest], int(train_labels.max()) + 1).sum(1)  # (M, classes)
     return votes.argmax(1)  # the first of equal maxima: the smallest label
+
+
+def stratified_subset(labels: torch.Tensor, fraction: float, seed: int = 0) -> torch.Tensor:
+    """Indices of a random ``fraction`` of each class of ``labels`` (N,), at least one per class.
+
+    Keeps the class balance of the full set, as a small labelled budget drawn from it should; a
+    different ``seed`` draws a different subset. Returns sorted int64 indices.
+    """
+    if labels.dim() != 1 or labels.is_floating_point() or len(labels) == 0:
+        raise ValueError(f"labels must be a non-empty 1-D integer tensor, got {tuple(labels.shape)} {labels.dtype}")
+    if not 0 < fraction <= 1:
+        raise ValueError(f"fraction must be in (0, 1], got {fraction}")
+    g = torch.Generator().manual_seed(seed)
+    labels = labels.cpu()
+    chosen = []
+    for c in labels.unique().tolist():
+        members = torch.nonzero(labels == c).flatten()
+        keep = max(1, round(fraction * len(members)))
+        chosen.append(members[torch.randperm(len(members), generator=g)[:keep]])
+    return torch.cat(chosen).sort().values
+
+
+# --- changing the model: freezing, classification heads, LoRA ---------------------------------------
+
+def freeze(module: nn.Module) -> nn.Module:
+    """Stop gradients to every parameter of ``module`` (``requires_grad=False``); returns it.
+
+    Normalisation statistics (BatchNorm's running mean and variance) are buffers, not parameters:
+    they still follow the data while the module is in training mode.
+    """
+    return module.requires_grad_(False)
+
+
+def unfreeze(module: nn.Module) -> nn.Module:
+    """Let gradients reach every parameter of ``module`` again; returns it."""
+    return module.requires_grad_(True)
+
+
+def count_parameters(module: nn.Module, trainable: bool = True) -> int:
+    """The number of parameters of ``module`` that training changes (``trainable=True``) or of all.
+
+    A parameter shared by two layers (a GPT's tied embedding and output head) counts once.
+    """
+    return sum(p.numel() for p in module.parameters() if p.requires_grad or not trainable)
+
+
+class MeanPooled(nn.Module):
+    """A Transformer language model as a text encoder: token ids ``(B, T)`` -> features ``(B, d_model)``.
+
+    The final hidden states ``(B, T, d_model)`` (before the language-model head) are averaged over
+    the real tokens (``is_token``, ``(B, T)`` bool, False at padding; all tokens when None). The model
+    itself stays reachable as ``.lm``, so its pretraining loss can still be measured.
+    """
+
+    def __init__(self, lm: TransformerLM):
+        super().__init__()
+        if not isinstance(lm, TransformerLM):
+            raise TypeError(f"MeanPooled needs a fmcourse GPT or Encoder (a TransformerLM), got {type(lm).__name__}")
+        self.lm, self.dim = lm, lm.config.d_model
+
+    def forward(self, idx: torch.Tensor, is_token: torch.Tensor | None = None) -> torch.Tensor:
+        hidden = self.lm.hidden(idx, is_token)  # (B, T, d_model)
+        if is_token is None:
+            return hidden.mean(1)
+        weights = is_token.to(hidden.dtype).unsqueeze(-1)  # (B, T, 1)
+        return (hidden * weights).sum(1) / weights.sum(1).clamp(min=1)
+
+
+class Classifier(nn.Module):
+    """A backbone that gives features ``(B, D)`` and a linear head: inputs -> logits ``(B, num_classes)``.
+
+    ``backbone`` is any module with a ``dim`` attribute (fmcourse's image encoders, ``MeanPooled``),
+    or give ``dim`` explicitly. ``loss(*inputs, labels)`` is the cross-entropy ``fit`` trains with;
+    it refuses labels the head has no output for.
+    """
+
+    def __init__(self, backbone: nn.Module, num_classes: int, dim: int | None = None):
+        super().__init__()
+        dim = dim if dim is not None else getattr(backbone, "dim", None)
+        if not isinstance(dim, int) or dim < 1:
+            raise ValueError(f"{type(backbone).__name__} has no `dim` attribute (its feature size): pass dim=...")
+        if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 2:
+            raise ValueError(f"num_classes must be an int >= 2, got {num_classes!r}")
+        self.backbone, self.head = backbone, nn.Linear(dim, num_classes)
+
+    @property
+    def num_classes(self) -> int:
+        return self.head.out_features
+
+    def forward(self, *inputs: torch.Tensor) -> torch.Tensor:
+        return self.head(self.backbone(*inputs))
+
+    def loss(self, *inputs_and_labels: torch.Tensor) -> torch.Tensor:
+        """Mean cross-entropy of a batch ``(*inputs, labels)``, labels ``(B,)`` in ``[0, num_classes)``."""
+        *inputs, labels = inputs_and_labels
+        if labels.is_floating_point() or labels.dim() != 1:
+            raise TypeError(f"labels must be a 1-D integer tensor of class indices, got {tuple(labels.shape)} "
+                            f"{labels.dtype}")
+        if len(labels) == 0:
+            raise ValueError("an empty batch: no labels to learn from")
+        low, high = int(labels.min()), int(labels.max())
+        if low < 0 or high >= self.num_classes:
+            raise ValueError(
+                f"the head has {self.num_classes} outputs (classes 0..{self.num_classes - 1}) but the labels go "
+                f"from {low} to {high}: build the Classifier with num_classes={max(high + 1, 2)} for this task"
+            )
+        return cross_entropy(self(*inputs), labels)
+
+
+def add_lora(module: nn.Module, rank: int, alpha: float = 8.0,
+             targets: Iterable[str] | None = ("qkv", "out", "fc", "proj")) -> list[str]:
+    """Freeze ``module`` and wrap its ``nn.Linear`` layers named in ``targets`` in ``LoRALinear``
+    adapters (every ``nn.Linear`` when ``targets`` is None); returns the names of the adapted layers.
+
+    The default targets are the attention (``qkv``, ``out``) and MLP (``fc``, ``proj``) projections of
+    fmcourse's Transformer blocks. Only the adapters are trainable afterwards: unfreeze a head yourself.
+    """
+    if lora_layers(module):
+        raise ValueError(f"{type(module).__name__} has LoRA adapters already: remove_lora(...) them first")
+    wanted = None if targets is None else set(targets)
+    linear = [(name, layer) for name, layer in module.named_modules() if name and type(layer) is nn.Linear]
+    chosen = [(name, layer) for name, layer in linear if wanted is None or name.rsplit(".", 1)[-1] in wanted]
+    if not chosen:
+        names = [name for name, _ in linear]
+        raise ValueError(f"no nn.Linear layer inside {type(module).__name__} is named one of {sorted(wanted or [])}; "
+                         f"its linear layers are {names[:8]}{' ...' if len(names) > 8 else ''}")
+    adapters = []
+    for name, layer in chosen:  # every adapter is built (and its rank checked) before the model changes
+        try:
+            adapters.append((name, LoRALinear(layer, rank, alpha)))
+        except ValueError as error:
+            raise ValueError(f"{name}: {error}") from None
+    freeze(module)  # the adapters are not inside yet, so they stay trainable
+    for name, adapter in adapters:
+        _replace(module, name, adapter)
+    return [name for name, _ in adapters]
+
+
+def _replace(module: nn.Module, name: str, new: nn.Module) -> None:
+    """Put ``new`` where the submodule ``name`` (dotted path, e.g. ``blocks.0.attn.qkv``) is."""
+    parent, _, child = name.rpartition(".")
+    setattr(module.get_submodule(parent) if parent else module, child, new)
+
+
+def lora_layers(module: nn.Module) -> list[LoRALinear]:
+    """Every ``LoRALinear`` inside ``module``."""
+    return [layer for layer in module.modules() if isinstance(layer, LoRALinear)]
+
+
+def merge_lora(module: nn.Module) -> nn.Module:
+    """Merge every adapter of ``module`` into its base weight (as fast as the plain model); returns it."""
+    for layer in lora_layers(module):
+        layer.merge()
+    return module
+
+
+def unmerge_lora(module: nn.Module) -> nn.Module:
+    """Take every merged adapter of ``module`` out of its base weight again; returns it."""
+    for layer in lora_layers(module):
+        layer.unmerge()
+    return module
+
+
+def remove_lora(module: nn.Module, merge: bool = False) -> nn.Module:
+    """Replace every ``LoRALinear`` of ``module`` by its base ``nn.Linear``; returns ``module``.
+
+    ``merge=False`` throws the adapters away: the layers are the pretrained ones again (exactly, if
+    they were never merged). ``merge=True`` keeps what they learned, merged into plain linear layers.
+    The base layers stay frozen either way.
+    """
+    if isinstance(module, LoRALinear):
+        raise TypeError("call remove_lora on the model that holds the adapter; a lone LoRALinear's plain layer is .base")
+    for name, layer in [(n, m) for n, m in module.named_modules() if isinstance(m, LoRALinear)]:
+        if merge:
+            layer.merge()
+        else:
+            layer.unmerge()
+        _replace(module, name, layer.base)
+    return module

@@ -1,7 +1,10 @@
-"""Evaluation metrics: how often a classifier is right, and which classes it confuses.
+"""Evaluation metrics: how often a classifier is right, which classes it confuses, and whether its
+confidence can be trusted.
 
     accuracy(logits, targets)                    # logits (N, C) or (..., C), targets (N,) or (...)
     confusion_matrix(predicted, targets, 10)     # (10, 10): row = true class, column = predicted
+    macro_f1(logits, targets)                    # F1 of each class, averaged: rare classes count fully
+    calibration(probabilities, targets).ece      # expected calibration error of the top-class confidence
 
 Predictions may be scores (logits or probabilities, with one more dimension than the targets, the
 classes last: the arg-max is the predicted class) or class labels of the same shape as the targets.
@@ -9,6 +12,8 @@ Tensors, NumPy arrays and lists are accepted; the results agree with scikit-lear
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import torch
 
@@ -91,3 +96,82 @@ def confusion_matrix(predictions, targets, num_classes: int | None = None) -> to
     _check_range("predicted labels", labels, num_classes)
     counts = torch.bincount(targets * num_classes + labels, minlength=num_classes * num_classes)
     return counts.view(num_classes, num_classes).cpu()
+
+
+def f1_scores(predictions, targets, num_classes: int | None = None) -> torch.Tensor:
+    """F1 of each class, ``2 TP / (2 TP + FP + FN)``: shape (C,), float64.
+
+    The harmonic mean of the class's precision and recall. A class that occurs neither in the targets
+    nor in the predictions has no F1 (NaN); one that occurs on one side only scores 0. Shapes and
+    ``num_classes`` as for ``confusion_matrix``.
+    """
+    counts = confusion_matrix(predictions, targets, num_classes).double()
+    right = counts.diag()
+    occurrences = counts.sum(0) + counts.sum(1)  # predicted + true: 2 TP + FP + FN
+    return torch.where(occurrences > 0, 2 * right / occurrences.clamp(min=1), torch.full_like(right, float("nan")))
+
+
+def macro_f1(predictions, targets, num_classes: int | None = None) -> float:
+    """The mean of the per-class F1 scores over the classes that occur in the targets or predictions
+    (scikit-learn's ``f1_score(average="macro")``), in [0, 1].
+
+    Unlike accuracy, every class weighs the same however rare it is: a classifier that ignores a
+    small class loses a whole class's share.
+    """
+    return f1_scores(predictions, targets, num_classes).nanmean().item()
+
+
+@dataclass
+class Calibration:
+    """How well confidence matches accuracy, in ``bins`` equal-width bins of the top-class probability.
+
+    ``edges`` (bins + 1,); per bin (NaN where a bin is empty): ``confidence``, the mean top-class
+    probability, and ``accuracy``, the fraction of those predictions that were right; ``counts``,
+    the number of examples, int64. A bin holds the confidences in ``(edges[i], edges[i + 1]]``
+    (the first also 0), as scikit-learn's ``calibration_curve`` bins them.
+    """
+
+    edges: torch.Tensor
+    confidence: torch.Tensor
+    accuracy: torch.Tensor
+    counts: torch.Tensor
+
+    @property
+    def ece(self) -> float:
+        """Expected calibration error: ``sum_b (n_b / N) |accuracy_b - confidence_b|`` over the bins."""
+        filled = self.counts > 0
+        gaps = (self.accuracy[filled] - self.confidence[filled]).abs()
+        return (gaps * self.counts[filled]).sum().item() / self.counts.sum().item()
+
+
+def calibration(probabilities, targets, bins: int = 10) -> Calibration:
+    """Bin the top-class probabilities ``(N, C)`` (rows summing to 1) of ``N`` examples with targets
+    ``(N,)`` and compare, per bin, the mean confidence with the accuracy (a reliability diagram).
+
+    A calibrated classifier is right 80% of the time when it says 80%: its points lie on the
+    diagonal and its ``ece`` is 0.
+    """
+    p = _as_tensor("probabilities", probabilities)
+    if p.dim() != 2 or not p.is_floating_point():
+        raise ValueError(f"probabilities must be a floating-point tensor of shape (N, C), got {tuple(p.shape)} {p.dtype}")
+    p = p.double()
+    sums = p.sum(1)
+    if len(p) and (p.min() < 0 or p.max() > 1 or (sums - 1).abs().max() > 1e-3):
+        raise ValueError(
+            f"probabilities must lie in [0, 1] with rows summing to 1 (pass softmax(logits), not logits); got "
+            f"values from {p.min().item():.3g} to {p.max().item():.3g}, row sums from {sums.min().item():.4g} "
+            f"to {sums.max().item():.4g}"
+        )
+    if isinstance(bins, bool) or not isinstance(bins, int) or bins < 1:
+        raise ValueError(f"bins must be a positive int, got {bins!r}")
+    labels, targets, columns = _labels(p, targets)
+    _check_range("targets", targets, columns)
+    confidence, correct = p.max(1).values, (labels == targets).double()
+    edges = torch.linspace(0, 1, bins + 1, dtype=torch.float64, device=p.device)
+    which = torch.bucketize(confidence, edges[1:-1])  # bin i holds (edges[i], edges[i + 1]]
+    counts = torch.bincount(which, minlength=bins)
+
+    def bin_mean(x: torch.Tensor) -> torch.Tensor:  # 0 / 0 = NaN in an empty bin
+        return (torch.bincount(which, weights=x, minlength=bins) / counts).cpu()
+
+    return Calibration(edges.cpu(), bin_mean(confidence), bin_mean(correct), counts.cpu())

@@ -16,6 +16,8 @@ from matplotlib.axes import Axes
 from matplotlib.colors import TwoSlopeNorm
 from matplotlib.figure import Figure
 
+from fmcourse.metrics import Calibration
+
 
 def _numpy(x) -> np.ndarray:
     return x.detach().cpu().numpy() if isinstance(x, torch.Tensor) else np.asarray(x)
@@ -164,4 +166,27 @@ def embedding_map(features, labels, ax: Axes | None = None, title: str | None = 
     ax.set_ylabel(f"PC 2 ({kept[1]:.0%})" if len(kept) > 1 else "PC 2")
     ax.legend(markerscale=3, fontsize=7, ncols=2, loc="best")
     ax.set_title(title or "embedding map")
+    return ax
+
+
+def reliability_diagram(calibration: Calibration, ax: Axes | None = None, title: str | None = None) -> Axes:
+    """Accuracy against confidence per bin of a ``fmcourse.metrics.Calibration``: bars at each bin's
+    accuracy, a dot at its mean confidence, the diagonal where a calibrated model would lie; the bin
+    counts are written in and the expected calibration error is in the title."""
+    edges, counts = _numpy(calibration.edges), _numpy(calibration.counts)
+    accuracy, confidence = _numpy(calibration.accuracy), _numpy(calibration.confidence)
+    filled = counts > 0
+    ax = ax or plt.subplots(figsize=(4.5, 4))[1]
+    ax.plot([0, 1], [0, 1], "--", color="grey", lw=1, label="calibrated")
+    ax.bar(edges[:-1][filled], accuracy[filled], width=np.diff(edges)[filled], align="edge", color="C0", alpha=0.7,
+           edgecolor="white", label="accuracy in the bin")
+    ax.plot(confidence[filled], accuracy[filled], "o", color="C3", ms=4, label="mean confidence")
+    for left, width, height, count in zip(edges[:-1][filled], np.diff(edges)[filled], accuracy[filled], counts[filled]):
+        ax.text(left + width / 2, height + 0.01, str(int(count)), ha="center", va="bottom", fontsize=7)
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1.08)
+    ax.set_xlabel("confidence (top-class probability)")
+    ax.set_ylabel("accuracy")
+    ax.set_title(title or f"reliability: ECE {calibration.ece:.3f}")
+    ax.legend(fontsize=8, loc="upper left")
     return ax

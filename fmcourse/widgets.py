@@ -266,7 +266,7 @@ def draw_lora_sweep(sweep: Sweep, rank: int, lr: float, references: dict[str, tu
     ax.set_xlabel("trainable parameters")
     ax.set_ylabel("validation accuracy")
     ax.set_title(f"rank {rank}, lr {lr:g}: accuracy {accuracy:.1%} with {size:,} trainable parameters")
-    ax.legend(fontsize=8, loc="lower right")
+    ax.legend(fontsize=8, loc="best")
     return accuracy, size
 
 

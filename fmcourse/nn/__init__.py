@@ -1,4 +1,5 @@
-"""Neural-network building blocks: attention (teaching and fast paths), positions, Transformer blocks."""
+"""Neural-network building blocks: attention (teaching and fast paths), positions, Transformer blocks,
+LoRA adapters."""
 
 from fmcourse.nn.attention import (
     MultiHeadAttention,
@@ -9,11 +10,13 @@ from fmcourse.nn.attention import (
     set_fast_attention,
 )
 from fmcourse.nn.blocks import MLP, Block
+from fmcourse.nn.lora import LoRALinear
 from fmcourse.nn.positional import Rotary, sinusoidal_positions
 
 __all__ = [
     "MLP",
     "Block",
+    "LoRALinear",
     "MultiHeadAttention",
     "Rotary",
     "attention",

@@ -28,7 +28,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from fmcourse.models import TransformerLM
-from fmcourse.nn import LoRALinear
+from fmcourse.nn import LoRALinear, mean_over_tokens
 from fmcourse.objectives import cosine_similarities, cross_entropy
 
 
@@ -185,11 +185,7 @@ class MeanPooled(nn.Module):
         self.lm, self.dim = lm, lm.config.d_model
 
     def forward(self, idx: torch.Tensor, is_token: torch.Tensor | None = None) -> torch.Tensor:
-        hidden = self.lm.hidden(idx, is_token)  # (B, T, d_model)
-        if is_token is None:
-            return hidden.mean(1)
-        weights = is_token.to(hidden.dtype).unsqueeze(-1)  # (B, T, 1)
-        return (hidden * weights).sum(1) / weights.sum(1).clamp(min=1)
+        return mean_over_tokens(self.lm.hidden(idx, is_token), is_token)
 
 
 class Classifier(nn.Module):

@@ -266,3 +266,13 @@ def test_block_equals_torch_pre_norm_encoder_layer(mask_kind):
     got = ours(x, is_token if "padding" in mask_kind else None)
     real = is_token if "padding" in mask_kind else torch.ones_like(is_token)
     torch.testing.assert_close(got[real], expected[real])  # torch may zero the padded rows on its fast path
+
+
+def test_mean_over_tokens_ignores_padding():
+    from fmcourse.nn import mean_over_tokens
+
+    hidden = torch.randn(2, 4, 3)
+    is_token = torch.tensor([[True, True, False, False], [True, True, True, True]])
+    pooled = mean_over_tokens(hidden, is_token)
+    assert torch.allclose(pooled[0], hidden[0, :2].mean(0)) and torch.allclose(pooled[1], hidden[1].mean(0))
+    assert torch.allclose(mean_over_tokens(hidden), hidden.mean(1))

@@ -21,6 +21,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from fmcourse.models.encoder import Encoder, EncoderConfig
+from fmcourse.nn import mean_over_tokens
 from fmcourse.objectives import clip_loss, cosine_similarities, log_softmax, logsumexp, nt_xent
 
 
@@ -116,11 +117,7 @@ class TextEncoder(nn.Module):
                                                  n_layer=n_layer, n_head=n_head, d_model=d_model))
 
     def forward(self, ids: torch.Tensor, is_token: torch.Tensor | None = None) -> torch.Tensor:
-        hidden = self.transformer.hidden(ids, is_token)  # (B, T, d_model)
-        if is_token is None:
-            return hidden.mean(1)
-        weights = is_token.to(hidden.dtype).unsqueeze(-1)  # (B, T, 1)
-        return (hidden * weights).sum(1) / weights.sum(1).clamp(min=1)
+        return mean_over_tokens(self.transformer.hidden(ids, is_token), is_token)
 
 
 class CLIP(nn.Module):

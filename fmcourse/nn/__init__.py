@@ -9,11 +9,12 @@ from fmcourse.nn.attention import (
     padding_mask,
     set_fast_attention,
 )
-from fmcourse.nn.blocks import MLP, Block
+from fmcourse.nn.blocks import MLP, Block, mean_over_tokens
 from fmcourse.nn.lora import LoRALinear
 from fmcourse.nn.positional import Rotary, sinusoidal_positions
 
 __all__ = [
+    "mean_over_tokens",
     "MLP",
     "Block",
     "LoRALinear",

@@ -52,3 +52,11 @@ class Block(nn.Module):
         x = x + attended
         x = x + self.mlp(self.norm2(x))
         return (x, weights) if need_weights else x
+
+
+def mean_over_tokens(hidden: torch.Tensor, is_token: torch.Tensor | None = None) -> torch.Tensor:
+    """Average ``hidden`` ``(B, T, D)`` over its real tokens (``is_token`` ``(B, T)``, False = padding): ``(B, D)``."""
+    if is_token is None:
+        return hidden.mean(1)
+    weights = is_token.to(hidden.dtype).unsqueeze(-1)  # (B, T, 1)
+    return (hidden * weights).sum(1) / weights.sum(1).clamp(min=1)

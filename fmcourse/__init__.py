@@ -7,8 +7,8 @@ Modules, ground floor first (a module imports only from floors below it):
 2. ``tokenizers``, ``objectives``, ``metrics``
 3. ``nn``                                  attention, Transformer blocks, positional encodings
 4. ``models``                              GPT, encoder, ...
-5. ``train``, ``checkpoints``, ``finetune``
-6. ``viz``, ``widgets``, ``exercises``
+5. ``train``, ``checkpoints``, ``finetune``, ``export``
+6. ``pretrain``, ``viz``, ``widgets``, ``exercises``
 """
 
 __version__ = "0.1.0"

@@ -15,13 +15,13 @@ class Chapter:
 
 
 CHAPTERS = (
-    Chapter("00_setup", "Setting up and finding your way", "5.1 开发环境搭建", "ready", "5 s"),
+    Chapter("00_setup", "Setting up and finding your way", "5.1 开发环境搭建", "ready", "3 s"),
     Chapter("01_foundation_models", "What a foundation model is", "1 背景介绍, 2 核心概念与联系", "planned"),
-    Chapter("02_losses_and_backprop", "Losses and backpropagation", "4.1 数学模型构建, 4.2 公式推导过程", "ready", "12 s"),
-    Chapter("03_transformer", "The Transformer, from attention to a GPT", "3.1 算法原理概述, 4.3 案例分析与讲解", "ready", "25 s"),
-    Chapter("04_self_supervised_pretraining", "Self-supervised pretraining", "3.1 自监督学习, 3.2 算法步骤 1–3", "planned"),
-    Chapter("05_contrastive_pretraining", "Contrastive pretraining", "3.1 对比学习", "ready", "45 s"),
-    Chapter("06_fine_tuning", "Fine-tuning and evaluation", "3.2 算法步骤 4–5, 9.3 如何进行基础模型的微调", "planned"),
+    Chapter("02_losses_and_backprop", "Losses and backpropagation", "4.1 数学模型构建, 4.2 公式推导过程", "ready", "10 s"),
+    Chapter("03_transformer", "The Transformer, from attention to a GPT", "3.1 算法原理概述, 4.3 案例分析与讲解", "ready", "15 s"),
+    Chapter("04_self_supervised_pretraining", "Self-supervised pretraining", "3.1 自监督学习, 3.2 算法步骤 1–3", "ready", "36 s"),
+    Chapter("05_contrastive_pretraining", "Contrastive pretraining", "3.1 对比学习", "ready", "20 s"),
+    Chapter("06_fine_tuning", "Fine-tuning and evaluation", "3.2 算法步骤 4–5, 9.3 如何进行基础模型的微调", "ready", "38 s"),
     Chapter("07_applications_language", "Applications: language", "6.1 自然语言处理", "planned"),
     Chapter("08_applications_vision", "Applications: vision", "6.2 计算机视觉", "planned"),
     Chapter("09_applications_speech", "Applications: speech", "6.3 语音识别", "planned"),

@@ -59,10 +59,9 @@ import math
 import matplotlib.pyplot as plt
 import torch
 import torch.nn.functional as F
-from sklearn.datasets import load_digits
 
 from fmcourse import viz, widgets
-from fmcourse.data import Augment, encode_captions, make_scenes
+from fmcourse.data import Augment, encode_captions, load_digits_split, make_scenes
 from fmcourse.data.shapes import ATTRIBUTES, VOCAB, caption
 from fmcourse.finetune import extract_features, knn_predict, linear_probe
 from fmcourse.metrics import accuracy
@@ -92,11 +91,7 @@ device = env.get_device()
 
 # %%
 env.seed_everything(0)
-digits = load_digits()
-images = torch.tensor(digits.images, dtype=torch.float32)[:, None] / 16    # (1797, 1, 8, 8) in [0, 1]
-labels = torch.tensor(digits.target)                                        # (1797,), 0..9
-order = torch.randperm(len(images), generator=torch.Generator().manual_seed(0))
-train_idx, test_idx = order[:-500], order[-500:]
+images, labels, train_idx, test_idx = load_digits_split(test_size=500)   # (1797, 1, 8, 8) in [0, 1]; 0..9
 x_train, y_train = images[train_idx].to(device), labels[train_idx]         # 1297 images
 x_test, y_test = images[test_idx].to(device), labels[test_idx]             # 500 images
 print(f"train {tuple(x_train.shape)}, test {tuple(x_test.shape)}")

@@ -61,7 +61,8 @@ FLOORS = {
     "env": 0, "chapters": 0, "data": 1,
     "tokenizers": 2, "objectives": 2, "metrics": 2,
     "nn": 3, "models": 4,
-    "train": 5, "checkpoints": 5, "finetune": 5, "pretrain": 5, "export": 5,
+    "train": 5, "checkpoints": 5, "finetune": 5, "export": 5,
+    "pretrain": 6,
     "viz": 6, "widgets": 6, "exercises": 6,
 }
 

@@ -396,3 +396,20 @@ def test_masked_batches_and_eval_batches():
 def test_masking_refuses_bad_arguments(kwargs, message):
     with pytest.raises(ValueError, match=message):
         mask_tokens(torch.arange(1, 8)[None], **kwargs)
+
+
+def test_digits_split_matches_scikit_learn_and_is_disjoint():
+    from sklearn.datasets import load_digits
+
+    from fmcourse.data import load_digits_split
+
+    images, labels, train_idx, test_idx = load_digits_split(test_size=500, seed=0)
+    reference = load_digits()
+    assert images.shape == (1797, 1, 8, 8) and 0 <= images.min() and images.max() <= 1
+    assert torch.equal(images[:, 0] * 16, torch.tensor(reference.images, dtype=torch.float32))
+    assert torch.equal(labels, torch.tensor(reference.target))
+    assert len(test_idx) == 500 and len(train_idx) == 1297
+    assert not set(train_idx.tolist()) & set(test_idx.tolist())
+    assert torch.equal(load_digits_split(seed=0)[3], test_idx)  # seeded
+    with pytest.raises(ValueError, match="test_size"):
+        load_digits_split(test_size=0)

@@ -19,12 +19,14 @@ from fmcourse.data.batches import (
     masked_lm_eval_batches,
 )
 from fmcourse.data.corpora import clean_text, pydoc_text, read_text, tiny_shakespeare, train_val_split
+from fmcourse.data.digits import load_digits_split
 from fmcourse.data.files import atomic_path, sha256_file
 from fmcourse.data.markov import MarkovChain
 from fmcourse.data.registry import REGISTRY, ChecksumError, Download, fetch
 from fmcourse.data.shapes import Scenes, caption, encode_captions, make_scenes
 
 __all__ = [
+    "load_digits_split",
     "IGNORE_INDEX", "causal_lm_batches", "causal_lm_eval_batches", "mask_tokens", "masked_lm_batches",
     "masked_lm_eval_batches", "clean_text", "pydoc_text", "read_text", "tiny_shakespeare", "train_val_split",
     "atomic_path", "sha256_file", "MarkovChain", "REGISTRY", "ChecksumError", "Download", "fetch",

@@ -1,18 +1,18 @@
-# Every target sets up what it needs: a virtual environment in .venv with the tested versions.
-PYTHON ?= python3
+# Every target sets up what it needs: a virtual environment in .venv with the tested versions
+# (tools/setup_venv.py: Python 3.11+, the CPU build of torch on Linux without an NVIDIA GPU).
+# The newest python3.x on PATH that is 3.11 or newer; `make PYTHON=/path/to/python3.12` picks another.
+PYTHON ?= $(shell for p in python3.13 python3.12 python3.11; do $$p -c '' 2>/dev/null && echo $$p && exit; done; echo python3)
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 ROOT_FLAG := $(shell [ "$$(id -u)" = 0 ] && echo --allow-root)
 
-.PHONY: install lab test sync bench clean
+.PHONY: install lab test sync badges bench browser-test site slides clean
 
 install: $(STAMP)
 
-$(STAMP): requirements.txt pyproject.toml
-	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 10) else "fmcourse needs Python 3.10 or newer; this is " + sys.version.split()[0])'
-	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements.txt -e .
+$(STAMP): requirements.txt pyproject.toml tools/setup_venv.py
+	$(PYTHON) tools/setup_venv.py $(VENV)
 	@touch $@
 
 lab: install
@@ -21,10 +21,14 @@ lab: install
 test: install
 	$(PY) -m pytest $(PYTEST_ARGS)
 
-# Re-pair every notebook (the side edited last wins), then strip outputs from the .ipynb files.
+# Rewrite the badges and setup cells from pyproject.toml, re-pair every notebook (the side edited
+# last wins), then strip outputs from the .ipynb files.
 sync: install
+	$(PY) -m fmcourse.chapters
 	$(VENV)/bin/jupytext --sync notebooks/*.py
 	$(VENV)/bin/jupyter nbconvert --log-level=WARN --clear-output --inplace notebooks/*.ipynb
+
+badges: sync
 
 bench: install
 	$(PY) bench/notebooks.py

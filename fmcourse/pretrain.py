@@ -32,7 +32,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from fmcourse import checkpoints, env
+from fmcourse import checkpoints, env, shipped
 from fmcourse.data import (
     causal_lm_batches,
     causal_lm_eval_batches,
@@ -312,42 +312,39 @@ def fill_in(model: Encoder, tokenizer: Tokenizer, text: str, blank: str = "_",
     return filled, candidates
 
 
-# --- the pretrained models shipped in data/ -------------------------------------------------------
+# --- the pretrained models shipped with the package (fmcourse/shipped/) ---------------------------
 
-DATA = Path(__file__).resolve().parent.parent / "data"
 # The defaults suit a run of a minute; these longer runs can afford a larger model (in a 6000-step
 # run it began to overfit the 340,000 training characters after about 3600 steps, hence 3000), and
 # a masked LM, which learns from 15% of the positions only, a larger batch (more targets a step).
 _LONG_RUN = ["--n-layer", "3", "--d-model", "96", "--lr", "0.008", "--warmup-steps", "100"]
-SHIPPED = {  # name in data/ -> the arguments of `python -m fmcourse.pretrain` that made it (besides --out)
+SHIPPED = {  # name in fmcourse/shipped/ -> the arguments of `python -m fmcourse.pretrain` that made it (besides --out)
     "gpt_pydoc_char": ["--pydoc", *_LONG_RUN, "--batch-size", "32", "--steps", "3000"],
     "encoder_pydoc_char": ["--pydoc", "--objective", "masked", *_LONG_RUN, "--batch-size", "64", "--steps", "4000"],
 }
 
 
 def shipped_command(name: str) -> str:
-    """The one command that builds the shipped model ``name`` (as data/README.md gives it)."""
+    """The one command that builds the shipped model ``name`` (as fmcourse/shipped/README.md gives it)."""
     if name not in SHIPPED:
         raise ValueError(f"no shipped model {name!r}; there are: {', '.join(SHIPPED)}")
-    return f"python -m fmcourse.pretrain {' '.join(SHIPPED[name])} --out data/{name}"
+    return f"python -m fmcourse.pretrain {' '.join(SHIPPED[name])} --out fmcourse/shipped/{name}"
 
 
 def shipped_folder(name: str) -> Path:
-    """The checkpoint folder of the shipped model ``name``: in ``data/``, or else built once into the
-    download cache with its command (an installation without ``data/``, such as a ``pip install``
-    from git on Colab; a few minutes on a CPU)."""
+    """The checkpoint folder of the shipped model ``name``, which travels with the package."""
     command = shipped_command(name)
-    folder = DATA / name
+    try:
+        folder = shipped.path(name)
+    except FileNotFoundError as missing:
+        raise FileNotFoundError(f"{missing} This model is made by `{command}` (minutes on a CPU).") from None
     if not (folder / checkpoints.MANIFEST).is_file():
-        folder = env.cache_dir() / name
-        if not (folder / checkpoints.MANIFEST).is_file():
-            print(f"{name} is not in this installation; building it with `{command}` into {folder}", flush=True)
-            main(SHIPPED[name] + ["--out", str(folder)])
+        raise FileNotFoundError(f"{folder} has no {checkpoints.MANIFEST}: rebuild it with `{command}`")
     return folder
 
 
 def load_shipped(name: str, device: torch.device | str = "cpu") -> tuple[nn.Module, Tokenizer]:
-    """A pretrained model of ``data/`` (a GPT or an Encoder, as it was trained) and its tokenizer."""
+    """A pretrained model shipped with the package (a GPT or an Encoder, as it was trained) and its tokenizer."""
     folder = shipped_folder(name)
     architecture = checkpoints.read_manifest(folder)["architecture"]
     return checkpoints.load(folder, GPT if architecture == GPT.__qualname__ else Encoder, device=device)

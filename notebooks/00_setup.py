@@ -5,6 +5,8 @@
 #     text_representation:
 #       extension: .py
 #       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
 #   kernelspec:
 #     display_name: Python 3 (ipykernel)
 #     language: python
@@ -16,8 +18,8 @@
 #
 # **Seed section 5.1 开发环境搭建 (setting up the development environment).**
 #
-# [![Open in Colab](https://colab.research.google.com/assets/colab-badge.svg)](https://colab.research.google.com/github/fmcourse/fmcourse/blob/main/notebooks/00_setup.ipynb)
-# [![Binder](https://mybinder.org/badge_logo.svg)](https://mybinder.org/v2/gh/fmcourse/fmcourse/main?urlpath=lab/tree/notebooks/00_setup.ipynb)
+# [![Open in Colab](https://colab.research.google.com/assets/colab-badge.svg)](https://colab.research.google.com/github/fmcourse_unpublished/fmcourse/blob/v0.1.0/notebooks/00_setup.ipynb)
+# [![Binder](https://mybinder.org/badge_logo.svg)](https://mybinder.org/v2/gh/fmcourse_unpublished/fmcourse/v0.1.0?urlpath=lab/tree/notebooks/00_setup.ipynb)
 #
 # This course teaches foundation models by building them: small but real models that you train on a
 # laptop CPU in seconds, with code that runs unchanged on a GPU. Every chapter is a notebook like this
@@ -30,17 +32,18 @@
 # - run a first torch computation and check its gradient against calculus;
 # - learn how the course runs: JupyterLab, Binder, Colab, presenter mode, where data is cached.
 #
-# **Time on a laptop CPU:** under a minute.
+# **Time on a laptop CPU:** 3 s for the whole notebook.
 
 # %%
-# Setup: on Colab (or any fresh kernel) install the course's package once; elsewhere this does nothing.
+# Setup: on Colab (or any fresh kernel) install what this chapter needs, once; elsewhere this does nothing.
 import importlib.util
 import subprocess
 import sys
 
-if importlib.util.find_spec("fmcourse") is None:
-    subprocess.check_call([sys.executable, "-m", "pip", "install", "--quiet",
-                           "fmcourse @ git+https://github.com/fmcourse/fmcourse"])
+COURSE = "fmcourse @ git+https://github.com/fmcourse_unpublished/fmcourse@v0.1.0"
+if any(importlib.util.find_spec(module) is None for module in ("fmcourse",)):
+    print(f"Installing {COURSE}: a minute or two, pip's progress follows", flush=True)
+    subprocess.check_call([sys.executable, "-m", "pip", "install", COURSE])
 
 from fmcourse import env
 

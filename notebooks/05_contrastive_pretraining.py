@@ -5,6 +5,8 @@
 #     text_representation:
 #       extension: .py
 #       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
 #   kernelspec:
 #     display_name: Python 3 (ipykernel)
 #     language: python
@@ -17,8 +19,8 @@
 # **Seed section 3.1 对比学习 (contrastive learning: learning better representations by contrasting
 # how similar different samples are).**
 #
-# [![Open in Colab](https://colab.research.google.com/assets/colab-badge.svg)](https://colab.research.google.com/github/fmcourse/fmcourse/blob/main/notebooks/05_contrastive_pretraining.ipynb)
-# [![Binder](https://mybinder.org/badge_logo.svg)](https://mybinder.org/v2/gh/fmcourse/fmcourse/main?urlpath=lab/tree/notebooks/05_contrastive_pretraining.ipynb)
+# [![Open in Colab](https://colab.research.google.com/assets/colab-badge.svg)](https://colab.research.google.com/github/fmcourse_unpublished/fmcourse/blob/v0.1.0/notebooks/05_contrastive_pretraining.ipynb)
+# [![Binder](https://mybinder.org/badge_logo.svg)](https://mybinder.org/v2/gh/fmcourse_unpublished/fmcourse/v0.1.0?urlpath=lab/tree/notebooks/05_contrastive_pretraining.ipynb)
 #
 # A language model learns from text alone by predicting the next token. Images have no next token,
 # but they have something else: we know which pictures show *the same thing*. Two crops of one photo
@@ -39,17 +41,18 @@
 # - train a CLIP-style image and text encoder on a world of shapes and captions, classify images it has
 #   never seen from text alone (zero-shot), and search images with text and text with images.
 #
-# **Time on a laptop CPU:** about a minute.
+# **Time on a laptop CPU:** 20 s for the whole notebook.
 
 # %%
-# Setup: on Colab (or any fresh kernel) install the course's package once; elsewhere this does nothing.
+# Setup: on Colab (or any fresh kernel) install what this chapter needs, once; elsewhere this does nothing.
 import importlib.util
 import subprocess
 import sys
 
-if importlib.util.find_spec("fmcourse") is None:
-    subprocess.check_call([sys.executable, "-m", "pip", "install", "--quiet",
-                           "fmcourse @ git+https://github.com/fmcourse/fmcourse"])
+COURSE = "fmcourse @ git+https://github.com/fmcourse_unpublished/fmcourse@v0.1.0"
+if any(importlib.util.find_spec(module) is None for module in ("fmcourse",)):
+    print(f"Installing {COURSE}: a minute or two, pip's progress follows", flush=True)
+    subprocess.check_call([sys.executable, "-m", "pip", "install", COURSE])
 
 from fmcourse import env
 import copy

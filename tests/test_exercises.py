@@ -108,6 +108,7 @@ def test_a_placeholder_or_crashing_answer_gets_feedback_not_a_traceback(capsys):
                         lambda x: 2 * x, "should be 9")
     assert not exercise.passes(...)
     assert "no answer yet" in exercise.problem(...)
+    assert "hint" not in exercise.feedback(...), "running an untouched exercise cell reveals no hint"
 
     def unwritten(x):
         ...  # your code here

@@ -33,6 +33,10 @@ from fmcourse import env
 ROUNDED = 6e-3
 
 
+NO_ANSWER = "no answer yet: replace the placeholder `...` with your answer"
+RETURNED_NONE = "your function returned None: replace the `...` with your code, and `return` the result"
+
+
 class WrongAnswer(Exception):
     """Raised inside a checker to stop with a message about the answer."""
 
@@ -186,14 +190,14 @@ class Exercise:
         """What is wrong with the answer (None when it is right); an answer that raises is wrong."""
         answer = self._answers(answer)
         if any(part is None or part is Ellipsis for part in answer):
-            return "no answer yet: replace the placeholder `...` with your answer"
+            return NO_ANSWER
         try:
             wrapped = [_returning(part) if inspect.isfunction(part) else part for part in answer]
             return self.checker(*wrapped)
         except WrongAnswer as wrong:
             return str(wrong)
         except _ReturnedNone:
-            return "your function returned None: replace the `...` with your code, and `return` the result"
+            return RETURNED_NONE
         except Exception as error:  # a student's code may fail in any way; report it, don't crash
             return f"your answer raised {type(error).__name__}: {error}"
 
@@ -207,6 +211,8 @@ class Exercise:
         if problem is None:
             remark = self.note(*answer) if self.note is not None else None
             return f"✓ {self.title}: correct" + (f"\n  {remark}" if remark else "")
+        if problem in (NO_ANSWER, RETURNED_NONE):  # nothing tried yet: keep the hint for a real attempt
+            return f"… {self.title}: {problem}"
         return f"✗ {self.title}: {problem}\n  hint: {self.hint}"
 
     def check(self, *answer: Any) -> None:

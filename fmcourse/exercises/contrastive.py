@@ -171,8 +171,8 @@ def _temperature_note(prediction, measured) -> str:
     verdict = "your prediction was right" if prediction == truth else "your prediction was wrong"
     return (f"{verdict}: {random_embedding_loss(LOW_TEMPERATURE):.2f} against log N = {math.log(RANDOM_N):.2f}. At a "
             f"low temperature the random similarities are magnified, so each query confidently picks some wrong "
-            f"key: an untrained encoder starts well above chance level, which is why a loss near log N is no "
-            f"guarantee of a trained one")
+            f"key. So where an untrained encoder starts depends on the temperature: log N is its level only when "
+            f"the temperature is large enough to wash the random similarities out")
 
 
 temperature_experiment = Exercise(

@@ -183,7 +183,7 @@ def _valley_mistake():
 learning_rate_experiment = Exercise(
     title="experiment: a larger learning rate in a narrow valley",
     checker=_check_valley,
-    hint=f"call exercises.valley_descent(lr) with lr = {VALLEY_LR}: it returns the loss after {VALLEY_STEPS} steps",
+    hint=f"set lr = {VALLEY_LR} in the cell, run it, and copy the loss it prints",
     solution=_valley_solution,
     mistake=_valley_mistake,
     mistake_message="the baseline's lr",

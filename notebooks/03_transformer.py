@@ -691,23 +691,26 @@ def my_sliding_window_mask(length, window):
 exercises.sliding_window_mask.check(my_sliding_window_mask)
 
 # %%
-# 2. Causal attention in a padded batch. `real` (B, T) is True at real tokens and False at padding
-#    (at the end of shorter sequences). Return the bool mask (B, 1, T, T) that attention takes: True
-#    where query i of sequence b may look at key j (the 1 broadcasts over the heads).
-def my_padded_causal_mask(real):
+# 2. ALiBi (Press et al., 2022) replaces position embeddings by a penalty on distance: head h adds
+#    -m_h · (i - j) to the score of query i and key j <= i, with slopes m_h = 2^(-8 (h+1) / n_head),
+#    and the causal mask adds -inf for j > i. Return these biases, shape (n_head, T, T), to be added
+#    to the scores before the softmax.
+def my_alibi_bias(n_head, length):
     ...  # your code here
 
 
-exercises.padded_causal_mask.check(my_padded_causal_mask)
+exercises.alibi_bias.check(my_alibi_bias)
 
 # %%
-# 3. A formula. The number of parameters of GPT(config), from config.vocab_size, context_length,
-#    n_layer, d_model and positional ("learned", "sinusoidal" or "rotary"), without building the model.
-def my_parameter_count(config):
+# 3. A formula. To generate text fast, a GPT keeps the keys and values of the tokens it has seen (a
+#    KV cache) instead of recomputing them at every step. How many bytes does the cache hold after
+#    `length` tokens of each of `batch` sequences, as a function of the config (n_layer, n_head,
+#    d_model), batch, length and the bytes per number (4 for float32, 2 for bfloat16)?
+def my_kv_cache_bytes(config, batch, length, bytes_per_number):
     ...  # your code here
 
 
-exercises.parameter_count.check(my_parameter_count)
+exercises.kv_cache_bytes.check(my_kv_cache_bytes)
 
 # %%
 # 4. An experiment. The cell computes attention weights for 32 random queries and keys of dimension
@@ -735,7 +738,7 @@ exercises.attention_scale_experiment.check(my_prediction, my_measurement)
 # %%
 from fmcourse.exercises import show_solutions
 
-assert show_solutions(exercises.sliding_window_mask, exercises.padded_causal_mask, exercises.parameter_count,
+assert show_solutions(exercises.sliding_window_mask, exercises.alibi_bias, exercises.kv_cache_bytes,
                       exercises.attention_scale_experiment)
 
 # %% [markdown]

@@ -1,5 +1,5 @@
-"""Chapter 03 exercises: a sliding-window mask, causal attention over padded batches, counting a GPT's
-parameters, and an experiment on attention's 1/sqrt(d) scale."""
+"""Chapter 03 exercises: a sliding-window mask, ALiBi position biases, the memory of a KV cache, and an
+experiment on attention's 1/sqrt(d) scale."""
 
 from __future__ import annotations
 
@@ -59,98 +59,119 @@ sliding_window_mask = Exercise(
 )
 
 
-# --- 2. causal attention in a padded batch ----------------------------------------------------------
+# --- 2. ALiBi: a distance penalty instead of position embeddings ------------------------------------
 
 
-def _padded_reference(real: torch.Tensor) -> torch.Tensor:
-    T = real.shape[1]
-    causal = torch.ones(T, T, dtype=torch.bool).tril()
-    return causal[None, None] & real[:, None, None, :]
+def alibi_slopes(n_head: int) -> torch.Tensor:
+    """The slope of each head, (n_head,): 2^(-8/n_head), 2^(-16/n_head), ..., 2^(-8)."""
+    return 2.0 ** (-8.0 * torch.arange(1, n_head + 1, dtype=torch.float64) / n_head)
 
 
-def _check_padded(fn) -> str | None:
-    real = torch.tensor([[1, 1, 1, 1, 1], [1, 1, 1, 0, 0], [1, 1, 0, 0, 0]], dtype=torch.bool)
-    got = fn(real.clone())
-    expected = _padded_reference(real)
-    if not isinstance(got, torch.Tensor) or got.dtype != torch.bool:
-        raise WrongAnswer(f"expected a bool tensor, got {getattr(got, 'dtype', type(got).__name__)}")
-    if got.shape != expected.shape:
-        if got.shape == expected.shape[:1] + expected.shape[2:]:
-            return f"got shape {tuple(got.shape)}: keep an axis of size 1 for the heads, (B, 1, T, T)"
-        return f"expected shape {tuple(expected.shape)} = (B, 1, T, T), got {tuple(got.shape)}"
-    if torch.equal(got, expected):
-        return None
-    T = real.shape[1]
-    by_query = torch.ones(T, T, dtype=torch.bool).tril()[None, None] & real[:, None, :, None]
-    if torch.equal(got, by_query):
-        return ("you masked padded queries (rows) instead of padded keys (columns): wrong axis. A real token "
-                "must not look at padding; what a padding position computes is never used")
-    wrong = (got != expected).nonzero()[0].tolist()
-    return f"entry {tuple(wrong)} (sequence, head, query, key) is {bool(got[tuple(wrong)])}, expected the opposite"
+def _alibi_reference(n_head: int, length: int, sign: float = -1.0) -> torch.Tensor:
+    i, j = torch.arange(length)[:, None], torch.arange(length)[None, :]
+    distance = (i - j).double()  # how far back key j lies from query i
+    bias = sign * alibi_slopes(n_head)[:, None, None] * distance
+    return bias.masked_fill(j > i, float("-inf"))  # the future stays hidden
 
 
-def padded_causal_mask_solution(real):
-    B, T = real.shape
-    causal = torch.ones(T, T, dtype=torch.bool).tril()  # (T, T): query i sees keys 0..i
-    return causal[None, None] & real[:, None, None, :]  # (B, 1, T, T): and only real keys
-
-
-padded_causal_mask = Exercise(
-    title="causal attention in a padded batch",
-    checker=_check_padded,
-    hint="combine the (T, T) causal mask with the (B, T) mask of real tokens placed on the KEY axis: "
-         "real[:, None, None, :] broadcasts to (B, 1, T, T)",
-    solution=padded_causal_mask_solution,
-    mistake=lambda real: torch.ones(real.shape[1], real.shape[1], dtype=torch.bool).tril()[None, None]
-    & real[:, None, :, None],
-    mistake_message="wrong axis",
-)
-
-
-# --- 3. counting a GPT's parameters (a formula) -----------------------------------------------------
-
-
-def _check_parameter_count(fn) -> str | None:
-    for sizes in (dict(vocab_size=11, context_length=16, n_layer=2, n_head=4, d_model=64),
-                  dict(vocab_size=500, context_length=128, n_layer=3, n_head=2, d_model=32),
-                  dict(vocab_size=97, context_length=64, n_layer=1, n_head=2, d_model=16, positional="rotary")):
-        config = GPTConfig(**sizes)
-        expected = sum(p.numel() for p in GPT(config).parameters())
-        got = fn(config)
-        head = config.vocab_size * config.d_model
-        if isinstance(got, int) and got == expected + head:
-            return (f"for {sizes} your count is {got}, {head} = V·d too many: the output head shares the token "
-                    f"embedding's matrix, so count it once")
-        if isinstance(got, int) and got == expected + config.context_length * config.d_model:
-            return f"for {sizes}: rotary positions are computed, not learned: no C·d table"
-        problem = number_problem(f"for {sizes} your count", got, expected, rel=0, abs_tol=0.5)
-        if problem:
-            return problem + f"; the model has {expected}"
+def _check_alibi(fn) -> str | None:
+    for n_head, length in ((4, 6), (8, 3), (2, 1)):
+        expected = _alibi_reference(n_head, length)
+        got = fn(n_head, length)
+        if not isinstance(got, torch.Tensor) or got.shape != expected.shape:
+            return (f"for {n_head} heads and length {length} expected a tensor of shape {tuple(expected.shape)} "
+                    f"(n_head, T, T), got {getattr(got, 'shape', type(got).__name__)}")
+        got = got.double()
+        future = torch.ones(length, length, dtype=torch.bool).triu(1).expand_as(got)
+        if not torch.isneginf(got[future]).all():
+            return f"for length {length}: keys after the query (j > i) must get -inf, the causal mask"
+        past = ~future
+        if torch.allclose(got[past], expected[past], atol=1e-6):
+            continue
+        if torch.allclose(got[past], -expected[past], atol=1e-6):
+            return ("the sign is flipped: a key farther back must get a LOWER score, -m·(i - j), so that "
+                    "attention prefers recent tokens")
+        if torch.allclose(got[past], expected.flip(0)[past], atol=1e-6):
+            return "the slopes go the wrong way round: head 0 has the largest slope, 2^(-8/n_head)"
+        return f"for {n_head} heads and length {length}, your biases differ from -m_h·(i - j) by up to " \
+               f"{(got[past] - expected[past]).abs().max().item():.3g}"
     return None
 
 
-def parameter_count_solution(config):
-    d, L, V, C = config.d_model, config.n_layer, config.vocab_size, config.context_length
-    positions = C * d if config.positional == "learned" else 0  # sinusoidal and rotary learn nothing
-    embeddings = V * d + positions               # tokens (shared with the output head) and positions
-    attention = 4 * d * d + 4 * d                # q, k, v and output projections, with biases
-    mlp = 2 * (4 * d * d) + 4 * d + d            # d -> 4d -> d, with biases
-    norms = 2 * 2 * d                            # two LayerNorms per block, scale and shift
-    return embeddings + L * (attention + mlp + norms) + 2 * d  # + the final LayerNorm
+def alibi_bias_solution(n_head, length):
+    slopes = 2.0 ** (-8.0 * torch.arange(1, n_head + 1) / n_head)     # (h,): m_h
+    i = torch.arange(length)[:, None]                                   # queries, a column
+    j = torch.arange(length)[None, :]                                   # keys, a row
+    bias = -slopes[:, None, None] * (i - j)                             # (h, T, T): farther back, lower
+    return bias.masked_fill(j > i, float("-inf"))                       # and causal
 
 
-def _parameter_count_untied(config):
-    return parameter_count_solution(config) + config.vocab_size * config.d_model
+alibi_bias = Exercise(
+    title="ALiBi attention biases",
+    checker=_check_alibi,
+    hint="bias[h, i, j] = -m_h · (i - j) for keys j <= i, with m_h = 2^(-8 (h+1) / n_head), and -inf for j > i; "
+         "build i - j from a column of query positions and a row of key positions",
+    solution=alibi_bias_solution,
+    mistake=lambda n_head, length: _alibi_reference(n_head, length, sign=1.0),
+    mistake_message="the sign is flipped",
+)
 
 
-parameter_count = Exercise(
-    title="GPT parameter count",
-    checker=_check_parameter_count,
-    hint="count by hand the shapes of every weight and bias: embeddings, per block attention (4 projections), "
-         "MLP (d -> 4d -> d) and two LayerNorms, a final LayerNorm; positions only when learned",
-    solution=parameter_count_solution,
-    mistake=_parameter_count_untied,
-    mistake_message="shares the token embedding",
+# --- 3. the memory of a KV cache (a formula) -------------------------------------------------------
+
+
+def _measured_kv_bytes(config: GPTConfig, batch: int, length: int, dtype: torch.dtype) -> int:
+    """Bytes of the keys and values a GPT computes for a (batch, length) input, measured with hooks."""
+    model = GPT(config).to(dtype)
+    total = 0
+
+    def count(module, inputs, output):
+        nonlocal total
+        total += output.numel() * 2 // 3 * output.element_size()  # qkv output: q, k, v; keep k and v
+
+    hooks = [block.attn.qkv.register_forward_hook(count) for block in model.blocks]
+    with torch.no_grad():
+        model(torch.zeros(batch, length, dtype=torch.long))
+    for hook in hooks:
+        hook.remove()
+    return total
+
+
+def _check_kv_cache(fn) -> str | None:
+    for sizes, batch, length, dtype in ((dict(n_layer=2, n_head=2, d_model=16), 3, 10, torch.float32),
+                                        (dict(n_layer=3, n_head=4, d_model=32), 1, 7, torch.bfloat16),
+                                        (dict(n_layer=1, n_head=1, d_model=8), 5, 4, torch.float64)):
+        config = GPTConfig(vocab_size=5, context_length=16, **sizes)
+        bytes_per_number = torch.tensor([], dtype=dtype).element_size()
+        expected = _measured_kv_bytes(config, batch, length, dtype)
+        got = fn(config, batch, length, bytes_per_number)
+        problem = number_problem(
+            f"for {sizes}, batch {batch}, length {length}, {bytes_per_number} bytes per number: your size",
+            got, expected, rel=0, abs_tol=0.5,
+            known=[(expected / 2, "the cache holds both keys AND values: 2 times too small"),
+                   (expected * config.n_head, "each head's keys have d_model / n_head numbers: the heads together "
+                                              "hold d_model per token, not n_head · d_model"),
+                   (expected / config.n_layer, "every layer has its own keys and values")])
+        if problem:
+            return problem
+    return None
+
+
+def kv_cache_bytes_solution(config, batch, length, bytes_per_number):
+    # per layer and token: a key and a value of d_model numbers each (all heads together)
+    return 2 * config.n_layer * batch * length * config.d_model * bytes_per_number
+
+
+kv_cache_bytes = Exercise(
+    title="the memory of a KV cache",
+    checker=_check_kv_cache,
+    hint="while generating, every layer keeps the keys and the values of every earlier token of every sequence; "
+         "count the numbers (per token and layer: d_model for the keys, d_model for the values) and multiply "
+         "by the bytes per number",
+    solution=kv_cache_bytes_solution,
+    mistake=lambda config, batch, length, bytes_per_number: config.n_layer * batch * length * config.d_model
+    * bytes_per_number,
+    mistake_message="keys AND values",
     kind="formula",
 )
 

@@ -820,8 +820,9 @@ widgets.loss_landscape_explorer(line_loss)
 # %%
 from fmcourse.exercises import losses as exercises
 
-# 1. Backpropagation through a linear layer: for L = MSE(x @ W.T + b, y), the mean over all N*K
-#    entries, return (dL/dW, dL/db) by formula (no autograd). Shapes: x (N, D), W (K, D), b (K,), y (N, K).
+# 1. Backpropagation through a tanh layer: for L = MSE(tanh(x @ W.T + b), y), the mean over all N*K
+#    entries, return (dL/dW, dL/db) by the chain rule (no autograd). Shapes: x (N, D), W (K, D), b (K,),
+#    y (N, K).
 def my_linear_gradients(x, W, b, y):
     ...  # your code here
 

@@ -10,19 +10,22 @@ import torch.nn.functional as F
 
 from fmcourse.exercises import Exercise, WrongAnswer, number_problem, tensor_problem
 
-# --- 1. backpropagation through a linear layer ----------------------------------------------------
+# --- 1. backpropagation through a tanh layer ------------------------------------------------------
 
 
 def _linear_gradients_solution(x, W, b, y):
     n, k = y.shape
-    residual = 2 * (x @ W.T + b - y) / (n * k)  # dL/dy_hat, shape (N, K)
-    return residual.T @ x, residual.sum(0)  # dL/dW (K, D), dL/db (K,)
+    y_hat = torch.tanh(x @ W.T + b)  # (N, K)
+    d_y_hat = 2 * (y_hat - y) / (n * k)  # dL/dy_hat, shape (N, K)
+    d_z = d_y_hat * (1 - y_hat**2)  # through tanh: tanh'(z) = 1 - tanh(z)^2
+    return d_z.T @ x, d_z.sum(0)  # dL/dW (K, D), dL/db (K,)
 
 
 def _linear_gradients_transposed(x, W, b, y):
     n, k = y.shape
-    residual = 2 * (x @ W.T + b - y) / (n * k)
-    return x.T @ residual, residual.sum(0)  # (D, K): the shape of W.T, not of W
+    y_hat = torch.tanh(x @ W.T + b)
+    d_z = 2 * (y_hat - y) / (n * k) * (1 - y_hat**2)
+    return x.T @ d_z, d_z.sum(0)  # (D, K): the shape of W.T, not of W
 
 
 def _check_linear_gradients(gradients) -> str | None:
@@ -30,22 +33,23 @@ def _check_linear_gradients(gradients) -> str | None:
     x, y = torch.randn(10, 3, generator=g, dtype=torch.float64), torch.randn(10, 4, generator=g, dtype=torch.float64)
     W = torch.randn(4, 3, generator=g, dtype=torch.float64, requires_grad=True)
     b = torch.randn(4, generator=g, dtype=torch.float64, requires_grad=True)
-    expected_W, expected_b = torch.autograd.grad(F.mse_loss(x @ W.T + b, y), (W, b))
+    expected_W, expected_b = torch.autograd.grad(F.mse_loss(torch.tanh(x @ W.T + b), y), (W, b))
     answer = gradients(x, W.detach(), b.detach(), y)
     if not isinstance(answer, tuple) or len(answer) != 2:
         return "return two tensors: (dL/dW, dL/db)"
     problem = tensor_problem("dL/dW", answer[0], expected_W,
                              factor_means="check the factor 2 and the mean over all N*K entries")
     if problem and "swapped" in problem:
-        return problem + " (a gradient has the shape of its parameter: W is (K, D), so dL/dW = r^T x)"
+        return problem + " (a gradient has the shape of its parameter: W is (K, D), so dL/dW = δᵀ x)"
     return problem or tensor_problem("dL/db", answer[1], expected_b,
                                      factor_means="check the factor 2 and the mean over all N*K entries")
 
 
 linear_layer_gradients = Exercise(
-    title="backpropagation through a linear layer",
+    title="backpropagation through a tanh layer",
     checker=_check_linear_gradients,
-    hint="with r = dL/dy_hat = 2 (y_hat - y) / (N K), shape (N, K): dL/dW = r^T x and dL/db = r summed over N",
+    hint="dL/dy_hat = 2 (y_hat - y) / (N K), shape (N, K); through tanh, δ = dL/dz = dL/dy_hat * (1 - y_hat²); "
+         "then dL/dW = δᵀ x and dL/db = δ summed over N",
     solution=_linear_gradients_solution,
     mistake=_linear_gradients_transposed,
     mistake_message="two axes are swapped",

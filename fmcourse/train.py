@@ -65,7 +65,12 @@ def lr_at(step: int, total_steps: int, base_lr: float, warmup_steps: int = 0, mi
 
 @dataclass
 class History:
-    """What happened during ``fit``: losses per step, validation losses, learning rates, time."""
+    """What happened during ``fit``: losses per step, validation losses, learning rates, time.
+
+    Several ``fit`` calls can write into one History (``fit(..., history=h)``): each call is a
+    *stage*, its steps continue where the previous stage stopped, and ``stage_starts`` records the
+    first step of each stage after the first (with its name), so the plot marks where the stages meet.
+    """
 
     steps: list[int] = field(default_factory=list)
     train_loss: list[float] = field(default_factory=list)
@@ -73,6 +78,12 @@ class History:
     val_steps: list[int] = field(default_factory=list)
     val_loss: list[float] = field(default_factory=list)
     seconds: float = 0.0
+    stage_starts: list[tuple[int, str]] = field(default_factory=list)
+
+    @property
+    def next_step(self) -> int:
+        """The step number the next stage starts at (0 for an empty history)."""
+        return self.steps[-1] + 1 if self.steps else 0
 
     def smoothed_train_loss(self, weight: float = 0.9) -> list[float]:
         """Exponential moving average of the training loss, bias-corrected (readable curves)."""
@@ -83,21 +94,56 @@ class History:
         return out
 
     def plot(self, ax=None, title: str | None = None):
-        """Train (raw and smoothed) and validation loss against step, on a log scale."""
+        """Training loss (raw, faint, and smoothed) and validation loss (one marker per evaluation, the
+        last one labelled with its value) against the step, with stage boundaries as dotted lines.
+
+        The loss axis is logarithmic when the losses span at least a decade, with a label at every
+        decade (and at 2 and 5 times it when the span is short), and linear otherwise.
+        """
         import matplotlib.pyplot as plt
 
         ax = ax or plt.subplots(figsize=(7, 3.5))[1]
-        ax.plot(self.steps, self.train_loss, color="C0", alpha=0.25, lw=1)
-        ax.plot(self.steps, self.smoothed_train_loss(), color="C0", label="train")
+        if self.steps:
+            ax.plot(self.steps, self.train_loss, color="C0", alpha=0.3, lw=0.8, label="train (each step)")
+            ax.plot(self.steps, self.smoothed_train_loss(), color="C0", lw=1.8, label="train (smoothed)")
         if self.val_steps:
-            ax.plot(self.val_steps, self.val_loss, "o-", color="C1", label="validation")
-        if self.train_loss and min(self.train_loss) > 0:
-            ax.set_yscale("log")
+            ax.plot(self.val_steps, self.val_loss, "o-", color="C1", ms=4, label="validation")
+            ax.annotate(f"{self.val_loss[-1]:.3g}", (self.val_steps[-1], self.val_loss[-1]), textcoords="offset points",
+                        xytext=(0, 7), ha="right", color="C1", fontsize=9)
+        for start, name in self.stage_starts:
+            ax.axvline(start - 0.5, color="grey", ls=":", lw=1)
+            ax.annotate(name, (start - 0.5, 1.0), xycoords=("data", "axes fraction"), xytext=(3, -12),
+                        textcoords="offset points", color="grey", fontsize=8)
+        loss_axis(ax, self.train_loss + self.val_loss)
         ax.set_xlabel("step")
         ax.set_ylabel("loss")
         ax.set_title(title or f"training: {len(self.steps)} steps in {self.seconds:.1f} s")
-        ax.legend()
+        ax.legend(fontsize=8)
         return ax
+
+
+def loss_axis(ax, values: list[float]) -> str:
+    """Give ``ax`` a readable y axis for ``values``; returns the scale chosen ("log" or "linear").
+
+    Positive values spanning at least a factor of 10 get a log axis with plain labels ("0.1", "1",
+    "10") at every decade, and at 2 and 5 times each decade when the span is under three decades;
+    other values get a linear axis.
+    """
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+
+    finite = [v for v in values if math.isfinite(v)]
+    if not finite or min(finite) <= 0 or max(finite) / min(finite) < 10:
+        ax.set_yscale("linear")
+        return "linear"
+    low, high = min(finite), max(finite)
+    ax.set_yscale("log")
+    ax.set_ylim(low / 1.25, high * 1.25)
+    plain = FuncFormatter(lambda value, _: f"{value:g}")
+    ax.yaxis.set_major_locator(LogLocator(base=10, numticks=30))
+    ax.yaxis.set_major_formatter(plain)
+    ax.yaxis.set_minor_locator(LogLocator(base=10, subs=(2, 5) if high / low < 1e3 else (), numticks=30))
+    ax.yaxis.set_minor_formatter(plain if high / low < 1e3 else NullFormatter())
+    return "log"
 
 
 class LiveCurves:
@@ -180,6 +226,8 @@ def fit(
     device: torch.device | str | None = None,
     plot: bool = True,
     progress: bool = True,
+    history: History | None = None,
+    stage: str | None = None,
 ) -> History:
     """Train ``model`` in place for ``steps`` optimizer steps (or ``epochs`` passes over the data).
 
@@ -188,6 +236,11 @@ def fit(
     measured every ``eval_every`` steps (default: 10 times a run) and at the end. In JupyterLab,
     ``plot`` draws live curves; under the test suite (FMCOURSE_HEADLESS=1) it draws the final curves
     once; in a script it draws nothing. ``progress`` shows a tqdm bar unless headless.
+
+    To train in stages (say, a warm-up run, then more steps with other settings), pass the History of
+    the earlier stages as ``history``: this run appends to it, its steps continue the step axis, and
+    its start is marked on the plot with ``stage`` (default "stage 2", "stage 3", ...). Each stage has
+    its own learning-rate schedule over its own ``steps``.
     """
     if (steps is None) == (epochs is None):
         raise ValueError("give exactly one of steps=... or epochs=...")
@@ -207,7 +260,11 @@ def fit(
     base_lrs = [group["lr"] for group in optimizer.param_groups]
     eval_every = eval_every or max(1, steps // 10)
 
-    history = History()
+    if history is None:
+        history = History()
+    elif history.steps:
+        history.stage_starts.append((history.next_step, stage or f"stage {len(history.stage_starts) + 2}"))
+    offset, earlier_seconds = history.next_step, history.seconds
     live = LiveCurves() if plot and env.in_jupyter() and not env.headless() else None
     from tqdm.auto import tqdm
 
@@ -226,15 +283,15 @@ def fit(
             nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
         optimizer.step()
 
-        history.steps.append(step)
+        history.steps.append(offset + step)
         history.train_loss.append(loss.item())
         history.lr.append(optimizer.param_groups[0]["lr"])
         if val_data is not None and ((step + 1) % eval_every == 0 or step + 1 == steps):
-            history.val_steps.append(step)
+            history.val_steps.append(offset + step)
             history.val_loss.append(evaluate(model, val_data, loss_fn, device))
             bar.set_postfix(val_loss=f"{history.val_loss[-1]:.3f}")
         bar.update()
-        history.seconds = time.perf_counter() - start
+        history.seconds = earlier_seconds + time.perf_counter() - start
         if live:
             live.update(history, force=step + 1 == steps)
     bar.close()

@@ -812,54 +812,68 @@ widgets.loss_landscape_explorer(line_loss)
 # ## Exercises
 #
 # Each exercise has an automatic check: replace the `...` with your answer and run the cell. The
-# check prints ✓, or what is wrong and a hint.
+# check prints ✓, or what is wrong (the likely mistake, when it can tell) and a hint. A number may be
+# a Python float, a NumPy value or a 0-d tensor, rounded to three significant figures if you like.
+# The experiment asks you to predict first, then change something, run it and record what you
+# measured: the check runs the experiment too, verifies your measurement and tells you whether your
+# prediction was right.
 
 # %%
 from fmcourse.exercises import losses as exercises
 
-# 1. Softmax of logits z, shape (N, C), that gives the right answer even for z = 1000.
-def my_softmax(z):
-    ...  # your code here
-
-
-exercises.stable_softmax.check(my_softmax);
-
-# %%
-# 2. The gradient of the *mean* cross-entropy with respect to the logits, shape (N, C), by formula
-#    (no autograd). `targets` holds class indices, shape (N,).
-def my_cross_entropy_gradient(logits, targets):
-    ...  # your code here
-
-
-exercises.cross_entropy_gradient.check(my_cross_entropy_gradient);
-
-# %%
-# 3. Backpropagation through a linear layer: for L = MSE(x @ W.T + b, y), mean over all N*K entries,
-#    return (dL/dW, dL/db). Shapes: x (N, D), W (K, D), b (K,), y (N, K).
+# 1. Backpropagation through a tanh layer: for L = MSE(tanh(x @ W.T + b), y), the mean over all N*K
+#    entries, return (dL/dW, dL/db) by the chain rule (no autograd). Shapes: x (N, D), W (K, D), b (K,),
+#    y (N, K).
 def my_linear_gradients(x, W, b, y):
     ...  # your code here
 
 
-exercises.linear_layer_gradients.check(my_linear_gradients);
+exercises.linear_layer_gradients.check(my_linear_gradients)
 
 # %%
-# 4. The digits classifier started near ln 10. What loss should the first step of training a language
-#    model over GPT-2's vocabulary of 50,257 tokens show? A number.
-my_initial_loss = ...
+# 2. A formula. Section 3 derived the gradient of the mean cross-entropy for one-hot targets. Derive
+#    it for label smoothing ε, whose target is (1 - ε) onehot(y) + ε/C, and code it without autograd:
+#    return dL/dlogits, shape (N, C). `targets` holds class indices, shape (N,).
+def my_smoothed_gradient(logits, targets, epsilon):
+    ...  # your code here
 
-exercises.initial_loss.check(my_initial_loss);
+
+exercises.smoothed_cross_entropy_gradient.check(my_smoothed_gradient)
+
+# %%
+# 3. A number. With label smoothing ε = 0.1 over C = 10 classes, what is the lowest loss (in nats)
+#    a classifier can reach on a training example, whatever its logits?
+my_lowest_loss = ...
+
+exercises.lowest_smoothed_loss.check(my_lowest_loss)
+
+# %%
+# 4. An experiment. Gradient descent on the narrow valley L(w, b) = w² + 25 b² (curvatures 2 and 50,
+#    so 2/λ_max = 0.04), from (2, 1). The cell runs 50 steps at lr = 0.02 and prints the loss.
+#    Predict first: at lr = 0.038, just below the limit, the steep direction zig-zags. Will the loss
+#    after 50 steps be "lower" or "higher" than at lr = 0.02? Then set lr = 0.038, run, and record.
+lr = 0.02  # change me
+w, b = torch.tensor(2.0, dtype=torch.float64), torch.tensor(1.0, dtype=torch.float64)
+for step in range(50):
+    w, b = w - lr * 2 * w, b - lr * 50 * b  # the gradient of w² + 25 b² is (2w, 50b)
+print(f"lr = {lr}: loss after 50 steps {exercises.valley(w, b).item():.4g}")
+
+my_prediction = ...  # "lower" or "higher", written down BEFORE running at lr = 0.038
+my_measurement = ...  # the loss printed at lr = 0.038
+exercises.learning_rate_experiment.check(my_prediction, my_measurement)
 
 # %% [markdown]
 # ### Solutions
 #
-# Try first. Each solution below is checked, and so is a typical mistake, to show what the check
-# says about it.
+# Try first. The cell below checks that every solution passes and every typical mistake is caught,
+# then offers the solutions behind a button: click it only when you want to see them (or run
+# `exercises.<name>.show_solution()` for one exercise).
 
 # %%
 from fmcourse.exercises import show_solutions
 
-assert show_solutions(exercises.stable_softmax, exercises.cross_entropy_gradient,
-                      exercises.linear_layer_gradients, exercises.initial_loss)
+assert show_solutions(exercises.linear_layer_gradients, exercises.smoothed_cross_entropy_gradient,
+                      exercises.lowest_smoothed_loss, exercises.learning_rate_experiment)
 
 # %% [markdown]
 # ## Further reading

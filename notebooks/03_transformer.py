@@ -674,56 +674,73 @@ assert share[-1] > 0.5 > share[0], "the quadratic attention term takes over at l
 # ## Exercises
 #
 # Each exercise has an automatic check: replace the `...` with your answer and run the cell. The
-# check prints ✓, or what is wrong and a hint.
+# check prints ✓, or what is wrong (the likely mistake, when it can tell) and a hint. A number may be
+# a Python float, a NumPy value or a 0-d tensor, rounded to three significant figures if you like.
+# The experiment asks you to predict first, then change something, run it and record what you
+# measured: the check runs the experiment too, verifies your measurement and tells you whether your
+# prediction was right.
 
 # %%
 from fmcourse.exercises import transformer as exercises
 
-# 1. Scaled dot-product attention from the formula. q (..., Tq, d), k (..., Tk, d), v (..., Tk, dv);
-#    mask: None or bool (Tq, Tk), True where a query may look at a key. Return (..., Tq, dv).
-def my_attention(q, k, v, mask=None):
+# 1. A sliding-window causal mask, as in models that attend only to recent tokens: a (length, length)
+#    bool tensor, True where query i may look at key j: itself and at most window - 1 keys before it.
+def my_sliding_window_mask(length, window):
     ...  # your code here
 
 
-exercises.attention.check(my_attention)
+exercises.sliding_window_mask.check(my_sliding_window_mask)
 
 # %%
-# 2. The causal mask: a (length, length) bool tensor, True where query i may look at key j.
-def my_causal_mask(length):
+# 2. ALiBi (Press et al., 2022) replaces position embeddings by a penalty on distance: head h adds
+#    -m_h · (i - j) to the score of query i and key j <= i, with slopes m_h = 2^(-8 (h+1) / n_head),
+#    and the causal mask adds -inf for j > i. Return these biases, shape (n_head, T, T), to be added
+#    to the scores before the softmax.
+def my_alibi_bias(n_head, length):
     ...  # your code here
 
 
-exercises.causal_mask.check(my_causal_mask)
+exercises.alibi_bias.check(my_alibi_bias)
 
 # %%
-# 3. The number of parameters of GPT(config), from config.vocab_size, context_length, n_layer and
-#    d_model (learned positions, tied head), without building the model.
-def my_parameter_count(config):
+# 3. A formula. To generate text fast, a GPT keeps the keys and values of the tokens it has seen (a
+#    KV cache) instead of recomputing them at every step. How many bytes does the cache hold after
+#    `length` tokens of each of `batch` sequences, as a function of the config (n_layer, n_head,
+#    d_model), batch, length and the bytes per number (4 for float32, 2 for bfloat16)?
+def my_kv_cache_bytes(config, batch, length, bytes_per_number):
     ...  # your code here
 
 
-exercises.parameter_count.check(my_parameter_count)
+exercises.kv_cache_bytes.check(my_kv_cache_bytes)
 
 # %%
-# 4. At what context length T do attention's own products (QKᵀ and AV) cost as many FLOPs as the
-#    projections and the MLP of the same block? A function of d_model that returns an int.
-def my_crossover(d_model):
-    ...  # your code here
+# 4. An experiment. The cell computes attention weights for 32 random queries and keys of dimension
+#    d = 64 and prints the mean entropy of a row (ln 32 would be uniform attention). Predict first:
+#    without the 1/sqrt(d) scale, is the entropy "lower" or "higher"? Then set scale = 1.0, run, and
+#    record the entropy it prints.
+g = torch.Generator().manual_seed(0)
+q, k = torch.randn(32, 64, generator=g), torch.randn(32, 64, generator=g)  # (T, d) each
+scale = math.sqrt(64)  # change me
+weights = (q @ k.T / scale).softmax(dim=-1)  # (T, T)
+entropy = -(weights * weights.clamp_min(1e-30).log()).sum(-1).mean().item()
+print(f"scale {scale:g}: mean entropy of an attention row {entropy:.4f} nats (uniform: ln 32 = {math.log(32):.3f})")
 
-
-exercises.attention_crossover.check(my_crossover)
+my_prediction = ...  # "lower" or "higher", written down BEFORE removing the scale
+my_measurement = ...  # the entropy printed with scale = 1.0
+exercises.attention_scale_experiment.check(my_prediction, my_measurement)
 
 # %% [markdown]
 # ### Solutions
 #
-# Try first. Each solution below is checked, and so is a typical mistake, to show what the check
-# says about it.
+# Try first. The cell below checks that every solution passes and every typical mistake is caught,
+# then offers the solutions behind a button: click it only when you want to see them (or run
+# `exercises.<name>.show_solution()` for one exercise).
 
 # %%
 from fmcourse.exercises import show_solutions
 
-assert show_solutions(exercises.attention, exercises.causal_mask, exercises.parameter_count,
-                      exercises.attention_crossover)
+assert show_solutions(exercises.sliding_window_mask, exercises.alibi_bias, exercises.kv_cache_bytes,
+                      exercises.attention_scale_experiment)
 
 # %% [markdown]
 # ## Further reading

@@ -705,56 +705,72 @@ assert difference < 1e-3, "the exported model must compute what ours computes"
 # ## Exercises
 #
 # Each exercise has an automatic check: replace the `...` with your answer and run the cell. The
-# check prints ✓, or what is wrong and a hint.
+# check prints ✓, or what is wrong (the likely mistake, when it can tell) and a hint. A number may be
+# a Python float, a NumPy value or a 0-d tensor, rounded to three significant figures if you like.
+# The experiment asks you to predict first, then change something, run it and record what you
+# measured: the check runs the experiment too, verifies your measurement and tells you whether your
+# prediction was right.
 
 # %%
 from fmcourse.exercises import pretraining as exercises
 
-# 1. The unigram baseline: the cross-entropy (nats per token, a float) of the validation ids under
-#    the add-one smoothed token frequencies of the training ids. Inputs: 1-D integer tensors, and V.
-def my_unigram(train_ids, val_ids, vocab_size):
+# 1. The bigram baseline: a model that predicts each token from the one before it, by counting. From
+#    the (previous, next) pairs of the training ids, with add-one smoothing, return the cross-entropy
+#    (nats per token) of the validation ids' pairs. Ids are 1-D int64 tensors with values < vocab_size.
+def my_bigram(train, val, vocab_size):
     ...  # your code here
 
 
-exercises.unigram_baseline.check(my_unigram)
+exercises.bigram_baseline.check(my_bigram)
 
 # %%
-# 2. The entropy rate (nats per token, a float) of a first-order Markov chain with transition table
-#    P, shape (V, V), rows summing to 1, and stationary distribution pi, shape (V,).
-def my_entropy_rate(P, pi):
-    ...  # your code here
+# 2. A number. A BPE model reports a validation perplexity of 20 per token, and its tokens hold 3.6
+#    characters on average. What is its perplexity per character?
+my_perplexity_per_character = ...
 
-
-exercises.markov_entropy_rate.check(my_entropy_rate)
+exercises.per_character_perplexity.check(my_perplexity_per_character)
 
 # %%
-# 3. The sampling distribution at a temperature: logits of shape (V,) -> probabilities of shape (V,).
-def my_softmax_at(logits, temperature):
+# 3. Top-k sampling: return the probabilities, shape like `logits` (..., V), with which a token is drawn
+#    when only the k most likely tokens may be drawn, at `temperature`.
+def my_top_k_probabilities(logits, k, temperature):
     ...  # your code here
 
 
-exercises.temperature_softmax.check(my_softmax_at)
+exercises.top_k_probabilities.check(my_top_k_probabilities)
 
 # %%
-# 4. A model has `loss_per_token` nats per token on a text of `characters` characters cut into
-#    `tokens` tokens. What is its loss in nats per character?
-def my_nats_per_character(loss_per_token, tokens, characters):
-    ...  # your code here
+# 4. An experiment. What is context worth? For three random order-2 chains over 6 tokens, the cell
+#    prints the unigram loss minus the entropy rate: how much a model gains by using the context.
+#    Predict first: if the chains are made sharper (sharpness 4 instead of 2: each next token more
+#    predictable), does the mean gap "grow" or "shrink"? Then set sharpness = 4.0, run, and record.
+from fmcourse.data import MarkovChain
 
+sharpness = 2.0  # change me
+gaps = []
+for seed in (0, 1, 2):
+    g = torch.Generator().manual_seed(seed)
+    example_chain = MarkovChain.random(vocab_size=6, order=2, sharpness=sharpness, generator=g)
+    example_train, example_val = example_chain.sample(20_000, generator=g), example_chain.sample(5_000, generator=g)
+    gaps.append(pretrain.unigram_loss(example_train, example_val, 6) - example_chain.entropy_rate())
+print(f"sharpness {sharpness:g}: gap per chain {[round(gap, 3) for gap in gaps]}, mean {sum(gaps) / 3:.4f} nats/token")
 
-exercises.nats_per_character.check(my_nats_per_character)
+my_prediction = ...  # "grows" or "shrinks", written down BEFORE running at sharpness 4
+my_measurement = ...  # the mean gap printed at sharpness 4
+exercises.markov_context_experiment.check(my_prediction, my_measurement)
 
 # %% [markdown]
 # ### Solutions
 #
-# Try first. Each solution below is checked, and so is a typical mistake, to show what the check
-# says about it.
+# Try first. The cell below checks that every solution passes and every typical mistake is caught,
+# then offers the solutions behind a button: click it only when you want to see them (or run
+# `exercises.<name>.show_solution()` for one exercise).
 
 # %%
 from fmcourse.exercises import show_solutions
 
-assert show_solutions(exercises.unigram_baseline, exercises.markov_entropy_rate, exercises.temperature_softmax,
-                      exercises.nats_per_character)
+assert show_solutions(exercises.bigram_baseline, exercises.per_character_perplexity, exercises.top_k_probabilities,
+                      exercises.markov_context_experiment)
 
 # %% [markdown]
 # ## Further reading

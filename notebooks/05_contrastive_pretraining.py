@@ -586,55 +586,72 @@ assert unseen_accuracy > 0.15, "new combinations of known words work far above c
 # ## Exercises
 #
 # Each exercise has an automatic check: replace the `...` with your answer and run the cell. The
-# check prints ✓, or what is wrong and a hint.
+# check prints ✓, or what is wrong (the likely mistake, when it can tell) and a hint. A number may be
+# a Python float, a NumPy value or a 0-d tensor, rounded to three significant figures if you like.
+# The experiment asks you to predict first, then change something, run it and record what you
+# measured: the check runs the experiment too, verifies your measurement and tells you whether your
+# prediction was right.
 
 # %%
 from fmcourse.exercises import contrastive as exercises
 
-# 1. InfoNCE from its formula: queries, keys (N, D), row i of each a positive pair; a temperature.
-#    Return the mean loss (a scalar tensor). You may use F.normalize and F.cross_entropy.
-def my_info_nce(queries, keys, temperature):
+# 1. Uniformity (Wang and Isola, 2020) measures how evenly embeddings spread over the sphere: the log
+#    of the mean of exp(-2 ||u_i - u_j||²) over all pairs i != j of the normalised embeddings u.
+#    Lower is more uniform. Return it as a number for embeddings z of shape (N, D).
+def my_uniformity(z):
     ...  # your code here
 
 
-exercises.info_nce.check(my_info_nce)
+exercises.uniformity.check(my_uniformity)
 
 # %%
-# 2. An encoder that has collapsed maps every image to the same vector. What is its NT-Xent loss for
-#    a batch of N images (2N views)? Return a float, as a function of N.
-def my_collapsed_loss(n):
+# 2. A formula. What is the LOWEST InfoNCE loss that N pairs of unit vectors can reach at temperature τ
+#    (with D ≥ N - 1 dimensions)? Each query should match its key exactly; how far apart can the
+#    other N - 1 keys be? Return it as a function of n and temperature.
+def my_lowest_info_nce(n, temperature):
     ...  # your code here
 
 
-exercises.collapsed_loss.check(my_collapsed_loss)
+exercises.lowest_info_nce.check(my_lowest_info_nce)
 
 # %%
-# 3. CLIP's symmetric loss: image_embeddings, text_embeddings (N, D), pair i in row i; a temperature.
-def my_clip_loss(image_embeddings, text_embeddings, temperature):
+# 3. Retrieval recall@k: `similarity` (N, N) holds query i (row) against candidate j (column), and the
+#    right candidate of query i is candidate i. Return the fraction of queries whose right candidate
+#    is among their k most similar candidates.
+def my_recall_at_k(similarity, k):
     ...  # your code here
 
 
-exercises.clip_loss.check(my_clip_loss)
+exercises.recall_at_k.check(my_recall_at_k)
 
 # %%
-# 4. Zero-shot prediction: image_embeddings (N, D) and one text embedding per class (C, D), neither
-#    normalised. Return the predicted class of each image, shape (N,).
-def my_zero_shot(image_embeddings, class_embeddings):
-    ...  # your code here
+# 4. An experiment. An untrained encoder gives unrelated embeddings to the two views of an image. The
+#    cell prints the InfoNCE loss of 64 such pairs at temperature 1, close to log N. Predict first: at
+#    temperature 0.05, is the loss "above" or "below" log N? Then set temperature = 0.05, run, and record.
+from fmcourse.objectives import info_nce
 
+temperature = 1.0  # change me
+g = torch.Generator().manual_seed(0)
+queries, keys = torch.randn(64, 32, generator=g), torch.randn(64, 32, generator=g)  # (N, D): unrelated
+loss = info_nce(queries, keys, temperature).item()
+print(f"temperature {temperature:g}: InfoNCE of unrelated pairs {loss:.4f} (log N = {math.log(64):.3f})")
 
-exercises.zero_shot.check(my_zero_shot)
+my_prediction = ...  # "above" or "below", written down BEFORE running at temperature 0.05
+my_measurement = ...  # the loss printed at temperature 0.05
+exercises.temperature_experiment.check(my_prediction, my_measurement)
 
 # %% [markdown]
 # ### Solutions
 #
-# Try first. Each solution below is checked, and so is a typical mistake, to show what the check
-# says about it.
+# Try first. The cell below checks that every solution passes and every typical mistake is caught,
+# then offers the solutions behind a button: click it only when you want to see them (or run
+# `exercises.<name>.show_solution()` for one exercise).
 
 # %%
 from fmcourse.exercises import show_solutions
 
-assert show_solutions(exercises.info_nce, exercises.collapsed_loss, exercises.clip_loss, exercises.zero_shot)
+assert show_solutions(exercises.uniformity, exercises.lowest_info_nce, exercises.recall_at_k,
+                      exercises.temperature_experiment)
 
 # %% [markdown]
 # ## Further reading

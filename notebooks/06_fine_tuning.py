@@ -700,56 +700,69 @@ assert all(a > b for a, b in zip(*scores.values())), "the real foundation model 
 #
 # ## Exercises
 #
-# Each exercise has an automatic check: replace the `...` with your answer and run the cell.
+# Each exercise has an automatic check: replace the `...` with your answer and run the cell. The
+# check prints ✓, or what is wrong (the likely mistake, when it can tell) and a hint. A number may be
+# a Python float, a NumPy value or a 0-d tensor, rounded to three significant figures if you like.
+# The experiment asks you to predict first, then change something, run it and record what you
+# measured: the check runs the experiment too, verifies your measurement and tells you whether your
+# prediction was right.
 
 # %%
 from fmcourse.exercises import finetuning as exercises
 
-# 1. How many numbers does a LoRA adapter of rank r train on an nn.Linear(d_in, d_out)? Return an int.
-def my_lora_parameters(d_in, d_out, rank):
+# 1. A formula. add_lora(model, rank) on a GPT adapts four layers of every block: the attention's
+#    qkv and out projections and the MLP's fc and proj. How many numbers does it train, as a function
+#    of n_layer, d_model and rank?
+def my_lora_gpt_parameters(n_layer, d_model, rank):
     ...  # your code here
 
 
-exercises.lora_parameters.check(my_lora_parameters)
+exercises.lora_gpt_parameters.check(my_lora_gpt_parameters)
 
 # %%
-# 2. Merge an adapter: the weight W0 (d_out, d_in), A (r, d_in), B (d_out, r) and alpha. Return the
-#    merged weight, shape (d_out, d_in), that gives the same outputs as the adapted layer.
-def my_merged_weight(W0, A, B, alpha):
+# 2. Balanced accuracy, the mean of the per-class recalls, from a confusion matrix M (C, C) whose rows
+#    are the true classes and columns the predicted ones. Return a number.
+def my_balanced_accuracy(M):
     ...  # your code here
 
 
-exercises.merged_weight.check(my_merged_weight)
+exercises.balanced_accuracy.check(my_balanced_accuracy)
 
 # %%
-# 3. Macro-F1 from a confusion matrix M (C, C), rows = true classes, columns = predicted. Return a
-#    float: the mean over the classes (every class here occurs) of 2 TP / (2 TP + FP + FN).
-def my_macro_f1(M):
-    ...  # your code here
+# 3. A number. A classifier gets 96% of a test set of 500 examples right. What is the standard error
+#    of that accuracy (as a fraction, not a percentage)?
+my_standard_error = ...
 
-
-exercises.macro_f1.check(my_macro_f1)
+exercises.accuracy_standard_error.check(my_standard_error)
 
 # %%
-# 4. Expected calibration error: confidences (N,) in [0, 1], correct (N,) bool, and a number of equal
-#    bins on [0, 1] (a bin holds (lo, hi], the first also 0). Return a float.
-def my_ece(confidences, correct, bins):
-    ...  # your code here
+# 4. An experiment. Temperature scaling divides a trained model's logits by T before the softmax. The
+#    cell prints the validation NLL and accuracy of an overconfident model at T = 1. Predict first: at
+#    T = 2, is the NLL "lower" or "higher"? Then set temperature = 2.0, run, and record the NLL.
+import torch.nn.functional as F
 
+temperature = 1.0  # change me
+val_logits, val_labels = exercises.overconfident_logits()  # (2000, 5) logits and (2000,) labels
+nll = F.cross_entropy(val_logits / temperature, val_labels).item()
+right = (val_logits / temperature).argmax(1).eq(val_labels).double().mean().item()
+print(f"temperature {temperature:g}: validation NLL {nll:.4f} nats, accuracy {right:.1%}")
 
-exercises.expected_calibration_error.check(my_ece)
+my_prediction = ...  # "lower" or "higher", written down BEFORE running at T = 2
+my_measurement = ...  # the NLL printed at T = 2
+exercises.temperature_scaling_experiment.check(my_prediction, my_measurement)
 
 # %% [markdown]
 # ### Solutions
 #
-# Try first. Each solution below is checked, and so is a typical mistake, to show what the check
-# says about it.
+# Try first. The cell below checks that every solution passes and every typical mistake is caught,
+# then offers the solutions behind a button: click it only when you want to see them (or run
+# `exercises.<name>.show_solution()` for one exercise).
 
 # %%
 from fmcourse.exercises import show_solutions
 
-assert show_solutions(exercises.lora_parameters, exercises.merged_weight, exercises.macro_f1,
-                      exercises.expected_calibration_error)
+assert show_solutions(exercises.lora_gpt_parameters, exercises.balanced_accuracy, exercises.accuracy_standard_error,
+                      exercises.temperature_scaling_experiment)
 
 # %% [markdown]
 # ## Further reading

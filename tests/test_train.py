@@ -119,3 +119,89 @@ def test_fit_on_cuda_matches_cpu_closely():
         fit(model, batches, supervised(F.mse_loss), epochs=20, lr=0.05, device=device, plot=False)
         results.append(model.weight.detach().cpu())
     assert torch.allclose(*results, atol=0.05)
+
+
+# --- the training-curve plot and stages -------------------------------------------------------------
+
+def _labels(ax) -> dict[float, str]:
+    """Visible y tick labels by tick value, major and minor, after drawing."""
+    ax.figure.canvas.draw()
+    low, high = ax.get_ylim()
+    ticks = {}
+    for tick in ax.yaxis.get_major_ticks() + ax.yaxis.get_minor_ticks():
+        value = tick.get_loc()
+        if low <= value <= high and tick.label1.get_visible():
+            ticks[round(value, 12)] = tick.label1.get_text()
+    return ticks
+
+
+def test_curve_plot_labels_every_decade_on_a_log_axis():
+    import matplotlib.pyplot as plt
+
+    steps = range(300)
+    for floor, span in ((0.04, 2), (1e-4, 5)):  # about 2 and 5 decades
+        history = History(steps=list(steps), train_loss=[2.3 * 0.96**s + floor for s in steps],
+                          val_steps=[99, 199, 299], val_loss=[0.6, 0.1, 0.05])
+        ax = history.plot()
+        assert ax.get_yscale() == "log"
+        labels = _labels(ax)
+        low, high = ax.get_ylim()
+        decades = [10.0**k for k in range(-6, 3) if low <= 10.0**k <= high]
+        assert len(decades) >= span - 1
+        for decade in decades:
+            assert labels.get(round(decade, 12)) == f"{decade:g}", f"decade {decade} unlabelled: {labels}"
+        assert all(text for text in labels.values()), "a tick without its label"
+        if span == 2:
+            assert labels.get(0.5) == "0.5", "a short span also labels 2 and 5 times a decade"
+        else:
+            assert set(labels.values()) == {f"{d:g}" for d in decades}, "a long span labels the decades only"
+        plt.close(ax.figure)
+
+
+def test_curve_plot_is_linear_with_labels_for_a_narrow_range():
+    import matplotlib.pyplot as plt
+
+    history = History(steps=[0, 1, 2, 3], train_loss=[1.4, 1.3, 1.25, 1.2], val_steps=[3], val_loss=[1.22])
+    ax = history.plot()
+    assert ax.get_yscale() == "linear"
+    assert len([text for text in _labels(ax).values() if text]) >= 3
+    plt.close(ax.figure)
+
+
+def test_curve_plot_shows_raw_and_smoothed_loss_and_each_validation_point_once():
+    import matplotlib.pyplot as plt
+
+    model, batches = nn.Linear(2, 1), [(torch.randn(8, 2), torch.randn(8, 1)) for _ in range(4)]
+    history = fit(model, batches, supervised(F.mse_loss), steps=20, eval_every=5, val_data=batches[:1],
+                  device="cpu", plot=False)
+    assert history.val_steps == [4, 9, 14, 19], "the last step is evaluated once, not twice"
+    ax = history.plot()
+    lines = {line.get_label(): line for line in ax.get_lines()}
+    raw, smoothed, validation = lines["train (each step)"], lines["train (smoothed)"], lines["validation"]
+    assert list(raw.get_ydata()) == history.train_loss and 0 < raw.get_alpha() < 1
+    assert list(smoothed.get_ydata()) == history.smoothed_train_loss()
+    assert len(validation.get_xdata()) == len(history.val_steps) == len(set(history.val_steps))
+    final = [text for text in ax.texts if text.get_text() == f"{history.val_loss[-1]:.3g}"]
+    assert len(final) == 1, "the last validation loss is written once"
+    plt.close(ax.figure)
+
+
+def test_stages_continue_the_step_axis():
+    import matplotlib.pyplot as plt
+
+    model, batches = nn.Linear(2, 1), [(torch.randn(8, 2), torch.randn(8, 1)) for _ in range(4)]
+    history = fit(model, batches, supervised(F.mse_loss), steps=10, val_data=batches[:1], device="cpu", plot=False)
+    seconds = history.seconds
+    same = fit(model, batches, supervised(F.mse_loss), steps=6, lr=1e-4, val_data=batches[:1], device="cpu",
+               plot=False, history=history, stage="lower lr")
+    fit(model, batches, supervised(F.mse_loss), steps=4, device="cpu", plot=False, history=history)
+    assert same is history
+    assert history.steps == list(range(20)) and len(history.train_loss) == len(history.lr) == 20
+    assert history.stage_starts == [(10, "lower lr"), (16, "stage 3")]
+    assert history.val_steps == sorted(set(history.val_steps)) and history.val_steps[-1] == 15
+    assert history.lr[10] < history.lr[9], "each stage has its own schedule"
+    assert history.seconds >= seconds
+    ax = history.plot()
+    assert max(ax.get_lines()[0].get_xdata()) == 19
+    assert [t.get_text() for t in ax.texts if t.get_text() in ("lower lr", "stage 3")] == ["lower lr", "stage 3"]
+    plt.close(ax.figure)

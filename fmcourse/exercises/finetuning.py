@@ -1,142 +1,182 @@
-"""Chapter 06 exercises: LoRA's parameter count, merging an adapter, macro-F1, the expected calibration error."""
+"""Chapter 06 exercises: LoRA's trainable numbers in a whole GPT, balanced accuracy, the standard error of
+a test accuracy, and an experiment on temperature scaling."""
 
 from __future__ import annotations
 
 import math
+from functools import lru_cache
 
 import torch
-from torch import nn
+import torch.nn.functional as F
 
-from fmcourse.exercises import Exercise
-from fmcourse.metrics import calibration
-from fmcourse.metrics import macro_f1 as _macro_f1
-from fmcourse.nn import LoRALinear
+from fmcourse.exercises import Exercise, WrongAnswer, number_problem
+from fmcourse.finetune import add_lora, count_parameters
+from fmcourse.models import GPT, GPTConfig
+
+# --- 1. LoRA's trainable numbers in a whole GPT (a formula) -----------------------------------------
 
 
-def _check_lora_parameters(fn) -> str | None:
-    for d_in, d_out, rank in ((96, 288, 4), (64, 256, 1), (512, 512, 16), (10, 3, 3)):
-        expected = sum(p.numel() for p in LoRALinear(nn.Linear(d_in, d_out), rank).parameters() if p.requires_grad)
-        got = fn(d_in, d_out, rank)
-        if got != expected:
-            return f"for nn.Linear({d_in}, {d_out}) and rank {rank} the adapter trains {expected} numbers, you said {got!r}"
+def _check_lora_gpt(fn) -> str | None:
+    for n_layer, d_model, rank in ((1, 16, 2), (2, 32, 4), (3, 24, 1)):
+        model = GPT(GPTConfig(vocab_size=7, context_length=8, n_layer=n_layer, n_head=2, d_model=d_model))
+        add_lora(model, rank=rank)  # the default targets: qkv, out, fc, proj of every block
+        expected = count_parameters(model)
+        square = 8 * n_layer * rank * d_model  # every adapted layer taken as d -> d
+        problem = number_problem(
+            f"for n_layer={n_layer}, d_model={d_model}, rank={rank} your count", fn(n_layer, d_model, rank), expected,
+            rel=0, abs_tol=0.5,
+            known=[(square, "that counts every adapted layer as d -> d; qkv is d -> 3d, fc is d -> 4d and proj "
+                            "4d -> d"),
+                   (expected + n_layer * 12 * d_model * d_model, "the frozen weights do not count, only A and B")])
+        if problem:
+            return problem
     return None
 
 
-def lora_parameters_solution(d_in, d_out, rank):
-    return rank * d_in + d_out * rank  # A is (rank, d_in), B is (d_out, rank); the frozen W0 does not count
+def lora_gpt_parameters_solution(n_layer, d_model, rank):
+    d = d_model
+    per_block = (rank * (d + 3 * d)      # qkv: d -> 3d
+                 + rank * (d + d)        # out: d -> d
+                 + rank * (d + 4 * d)    # fc: d -> 4d
+                 + rank * (4 * d + d))   # proj: 4d -> d
+    return n_layer * per_block           # = 16 · n_layer · rank · d_model
 
 
-lora_parameters = Exercise(
-    title="LoRA's trainable parameters",
-    checker=_check_lora_parameters,
-    hint="count the entries of A (rank x d_in) and of B (d_out x rank); the base weight is frozen",
-    solution=lora_parameters_solution,
-    mistake=lambda d_in, d_out, rank: rank * (d_in + d_out) + d_in * d_out,  # counts the frozen weight too
+lora_gpt_parameters = Exercise(
+    title="LoRA's trainable numbers in a whole GPT",
+    checker=_check_lora_gpt,
+    hint="add_lora adapts four layers per block: qkv (d -> 3d), out (d -> d), fc (d -> 4d), proj (4d -> d); an "
+         "adapter on a d_in -> d_out layer trains r (d_in + d_out) numbers",
+    solution=lora_gpt_parameters_solution,
+    mistake=lambda n_layer, d_model, rank: 8 * n_layer * rank * d_model,
+    mistake_message="qkv is d -> 3d",
+    kind="formula",
 )
 
 
-def _check_merged_weight(fn) -> str | None:
+# --- 2. balanced accuracy from a confusion matrix ---------------------------------------------------
+
+
+def _check_balanced(fn) -> str | None:
+    cases = [torch.tensor([[50, 0, 0], [10, 0, 0], [0, 5, 40]]),  # a classifier that ignores the small class
+             torch.tensor([[90, 10], [30, 20]])]
     g = torch.Generator().manual_seed(0)
-    for d_in, d_out, rank, alpha in ((5, 3, 2, 4.0), (8, 8, 1, 1.0), (6, 10, 3, 16.0)):
-        layer = LoRALinear(nn.Linear(d_in, d_out, dtype=torch.float64), rank, alpha)
-        with torch.no_grad():
-            layer.lora_B.copy_(torch.randn(d_out, rank, generator=g, dtype=torch.float64))
-        x = torch.randn(7, d_in, generator=g, dtype=torch.float64)
-        weight = fn(layer.base.weight.detach().clone(), layer.lora_A.detach().clone(), layer.lora_B.detach().clone(),
-                    alpha)
-        if not isinstance(weight, torch.Tensor) or weight.shape != (d_out, d_in):
-            return f"expected a weight of shape ({d_out}, {d_in}), got {getattr(weight, 'shape', type(weight).__name__)}"
-        if not torch.allclose(x @ weight.T + layer.base.bias, layer(x), atol=1e-9):
-            return f"with rank {rank} and alpha {alpha}, the merged layer's outputs differ from the adapted layer's"
+    cases += [torch.randint(0, 20, (c, c), generator=g) + torch.diag(torch.randint(10, 60, (c,), generator=g))
+              for c in (4, 7)]
+    for M in cases:
+        Md = M.double()
+        expected = (Md.diag() / Md.sum(1)).mean().item()  # recall of each true class (row), averaged
+        problem = number_problem(
+            f"for the confusion matrix {M.tolist()} your balanced accuracy", fn(M.clone()), expected, rel=1e-6,
+            known=[((Md.diag() / Md.sum(0).clamp_min(1)).mean().item(),
+                    "you divided by the column sums (the predictions): rows are the true classes, so divide "
+                    "each diagonal entry by its row sum (wrong axis)"),
+                   ((Md.diag().sum() / Md.sum()).item(), "that is the plain accuracy; average the per-class recalls")])
+        if problem:
+            return problem
     return None
 
 
-def merged_weight_solution(W0, A, B, alpha):
-    rank = A.shape[0]
-    return W0 + (alpha / rank) * B @ A  # (d_out, r) @ (r, d_in) -> (d_out, d_in)
-
-
-merged_weight = Exercise(
-    title="merging an adapter",
-    checker=_check_merged_weight,
-    hint="W = W0 + (alpha / r) B A, with r the number of rows of A",
-    solution=merged_weight_solution,
-    mistake=lambda W0, A, B, alpha: W0 + B @ A,  # forgets the scale alpha / r
-)
-
-
-def _confusion_cases():
-    g = torch.Generator().manual_seed(0)
-    yield torch.tensor([[50, 0, 0], [10, 0, 0], [0, 0, 40]])  # a classifier that ignores the small class
-    for classes in (2, 5, 10):
-        yield torch.randint(1, 30, (classes, classes), generator=g) + torch.diag(torch.randint(20, 90, (classes,), generator=g))
-
-
-def _check_macro_f1(fn) -> str | None:
-    for M in _confusion_cases():
-        classes = len(M)
-        targets = torch.arange(classes).repeat_interleave(M.sum(1))
-        predicted = torch.cat([torch.arange(classes).repeat_interleave(row) for row in M])
-        expected = _macro_f1(predicted, targets, classes)
-        got = fn(M.clone())
-        if not isinstance(got, (int, float)) or not math.isclose(got, expected, abs_tol=1e-6):
-            return f"for the confusion matrix {M.tolist()} macro-F1 is {expected:.4f}, you gave {got!r}"
-    return None
-
-
-def macro_f1_solution(M):
+def balanced_accuracy_solution(M):
     M = M.double()
-    right = M.diag()
-    predicted, true = M.sum(0), M.sum(1)  # columns: how often predicted; rows: how often true
-    return (2 * right / (predicted + true)).mean().item()  # 2 TP / (2 TP + FP + FN), per class
+    recall = M.diag() / M.sum(dim=1)       # row i: the examples whose true class is i
+    return recall.mean().item()            # every class counts the same, however small
 
 
-macro_f1 = Exercise(
-    title="macro-F1 from a confusion matrix",
-    checker=_check_macro_f1,
-    hint="for class i: TP = M[i, i], TP + FP = the column sum, TP + FN = the row sum; average the F1 of the classes",
-    solution=macro_f1_solution,
-    mistake=lambda M: (M.diag().sum() / M.sum()).item(),  # that is the accuracy (= micro-F1)
+balanced_accuracy = Exercise(
+    title="balanced accuracy from a confusion matrix",
+    checker=_check_balanced,
+    hint="rows of the confusion matrix are true classes and columns predictions; the recall of class i is "
+         "M[i, i] / (sum of row i); average the recalls",
+    solution=balanced_accuracy_solution,
+    mistake=lambda M: (M.double().diag() / M.double().sum(0).clamp_min(1)).mean().item(),
+    mistake_message="wrong axis",
 )
 
 
-def _check_ece(fn) -> str | None:
-    g = torch.Generator().manual_seed(0)
-    for n, bins in ((200, 10), (57, 4), (1000, 15)):
-        confidences = 0.5 + 0.5 * torch.rand(n, generator=g, dtype=torch.float64)
-        correct = torch.rand(n, generator=g, dtype=torch.float64) < confidences ** 2  # overconfident
-        probabilities = torch.stack([confidences, 1 - confidences], 1)  # two classes, class 0 on top
-        expected = calibration(probabilities, (~correct).long(), bins).ece
-        got = fn(confidences.clone(), correct.clone(), bins)
-        if not isinstance(got, (int, float)) or not math.isclose(got, expected, abs_tol=1e-9):
-            return f"for {n} predictions and {bins} bins the ECE is {expected:.5f}, you gave {got!r}"
-    return None
+# --- 3. the standard error of a test accuracy (a value) ---------------------------------------------
+
+TEST_ACCURACY, TEST_SIZE = 0.96, 500
 
 
-def expected_calibration_error_solution(confidences, correct, bins):
-    edges = torch.linspace(0, 1, bins + 1, dtype=confidences.dtype)
-    which = torch.bucketize(confidences, edges[1:-1])  # bin i holds (edges[i], edges[i + 1]]
-    total = 0.0
-    for b in range(bins):
-        members = which == b
-        if members.any():
-            gap = (correct[members].double().mean() - confidences[members].mean()).abs()
-            total += members.sum().item() / len(confidences) * gap.item()  # weighted by the bin's size
-    return total
+def _standard_error() -> float:
+    return math.sqrt(TEST_ACCURACY * (1 - TEST_ACCURACY) / TEST_SIZE)  # binomial: each example right or wrong
 
 
-def _ece_unweighted(confidences, correct, bins):
-    edges = torch.linspace(0, 1, bins + 1, dtype=confidences.dtype)
-    which = torch.bucketize(confidences, edges[1:-1])
-    gaps = [(correct[which == b].double().mean() - confidences[which == b].mean()).abs().item()
-            for b in range(bins) if (which == b).any()]
-    return sum(gaps) / len(gaps)  # every bin counts the same, however few examples it holds
+def _check_standard_error(value) -> str | None:
+    variance = TEST_ACCURACY * (1 - TEST_ACCURACY) / TEST_SIZE
+    return number_problem(
+        "your standard error", value, _standard_error(),
+        known=[(variance, "that is the variance of the accuracy; the standard error is its square root"),
+               (math.sqrt(TEST_ACCURACY * (1 - TEST_ACCURACY)), f"that is one example's spread; the mean of "
+                                                                f"{TEST_SIZE} examples divides the variance by {TEST_SIZE}"),
+               (math.sqrt(TEST_ACCURACY * (1 - TEST_ACCURACY)) / TEST_SIZE, "divide the variance by n, not the "
+                                                                         "standard deviation: sqrt(p(1-p)/n)")],
+    )
 
 
-expected_calibration_error = Exercise(
-    title="the expected calibration error",
-    checker=_check_ece,
-    hint="per non-empty bin: |accuracy - mean confidence|, weighted by the fraction of all examples in the bin",
-    solution=expected_calibration_error_solution,
-    mistake=_ece_unweighted,
+accuracy_standard_error = Exercise(
+    title="the standard error of a test accuracy",
+    checker=_check_standard_error,
+    hint="each test example is right with probability p: the number right is binomial, so the accuracy has "
+         "variance p (1 - p) / n; its standard error is the square root",
+    solution=_standard_error(),
+    mistake=TEST_ACCURACY * (1 - TEST_ACCURACY) / TEST_SIZE,
+    mistake_message="its square root",
+    kind="value",
+)
+
+
+# --- 4. an experiment: temperature scaling ----------------------------------------------------------
+
+SCALING_TEMPERATURE = 2.0
+
+
+def overconfident_logits(n: int = 2000, classes: int = 5, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """Validation logits (n, classes) of an overconfident model, and labels (n,) drawn from the truth.
+
+    The labels follow softmax(z); the model outputs 2.5 z, sharper than the truth.
+    """
+    g = torch.Generator().manual_seed(seed)
+    z = torch.randn(n, classes, generator=g, dtype=torch.float64) * 1.5
+    labels = torch.multinomial(torch.softmax(z, dim=1), 1, generator=g).squeeze(1)
+    return 2.5 * z, labels
+
+
+@lru_cache
+def scaled_nll(temperature: float) -> float:
+    """Validation negative log-likelihood (nats) of ``overconfident_logits`` divided by ``temperature``."""
+    logits, labels = overconfident_logits()
+    return F.cross_entropy(logits / temperature, labels).item()
+
+
+def _check_scaling(prediction, measured) -> str | None:
+    if prediction not in ("lower", "higher"):
+        raise WrongAnswer(f'the prediction should be "lower" or "higher", got {prediction!r}')
+    return number_problem(
+        f"your NLL at temperature {SCALING_TEMPERATURE:g}", measured, scaled_nll(SCALING_TEMPERATURE),
+        known=[(scaled_nll(1.0), f"that is the NLL at temperature 1; divide the logits by {SCALING_TEMPERATURE:g}"),
+               (scaled_nll(1 / SCALING_TEMPERATURE), "you multiplied the logits by the temperature; divide them")],
+    )
+
+
+def _scaling_note(prediction, measured) -> str:
+    truth = "lower" if scaled_nll(SCALING_TEMPERATURE) < scaled_nll(1.0) else "higher"
+    verdict = "your prediction was right" if prediction == truth else "your prediction was wrong"
+    return (f"{verdict}: {scaled_nll(1.0):.3f} → {scaled_nll(SCALING_TEMPERATURE):.3f} nats. An overconfident model "
+            f"pays heavily for its confident mistakes; dividing its logits by T > 1 softens every prediction "
+            f"without changing a single argmax, so the accuracy stays the same while the NLL falls")
+
+
+temperature_scaling_experiment = Exercise(
+    title="experiment: temperature scaling",
+    checker=_check_scaling,
+    hint=f"in the cell, set the temperature to {SCALING_TEMPERATURE:g} and copy the NLL it prints",
+    solution=lambda: ("lower", scaled_nll(SCALING_TEMPERATURE)),
+    mistake=lambda: ("higher", scaled_nll(1.0)),  # measured before changing the temperature
+    mistake_message="the NLL at temperature 1",
+    kind="experiment",
+    parts=2,
+    lazy=True,
+    note=_scaling_note,
 )

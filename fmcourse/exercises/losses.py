@@ -1,4 +1,5 @@
-"""Exercises of chapter 02, losses and backpropagation. Each answer is checked against torch."""
+"""Exercises of chapter 02, losses and backpropagation. Each answer is checked against torch's autograd,
+``F.cross_entropy`` or an experiment the check runs itself."""
 
 from __future__ import annotations
 
@@ -7,103 +8,24 @@ import math
 import torch
 import torch.nn.functional as F
 
-from fmcourse.exercises import Exercise
+from fmcourse.exercises import Exercise, WrongAnswer, number_problem, tensor_problem
 
+# --- 1. backpropagation through a tanh layer ------------------------------------------------------
 
-def _close(name: str, answer, expected: torch.Tensor, hint_on_ratio: str | None = None) -> str | None:
-    """What is wrong with a tensor ``answer`` that should equal ``expected``, or None."""
-    if answer is None:
-        return f"{name} is None: finish the function so that it returns a tensor"
-    if not isinstance(answer, torch.Tensor):
-        return f"{name} should be a tensor, got {type(answer).__name__}"
-    if answer.shape != expected.shape:
-        return f"{name} has shape {tuple(answer.shape)}, expected {tuple(expected.shape)}"
-    if not torch.isfinite(answer).all():
-        return f"{name} contains nan or inf"
-    if torch.allclose(answer.double(), expected, rtol=1e-4, atol=1e-6):
-        return None
-    if hint_on_ratio is not None:
-        ratio = (answer.double() / expected).median().item()
-        if abs(ratio - round(ratio)) < 1e-3 and round(ratio) > 1:
-            return f"{name} is {round(ratio)} times too large: {hint_on_ratio}"
-    return f"{name} differs from the correct values by up to {(answer.double() - expected).abs().max().item():.3g}"
-
-
-# --- 1. a softmax that does not overflow ----------------------------------------------------------
-
-def _softmax_solution(z: torch.Tensor) -> torch.Tensor:
-    shifted = z - z.max(dim=-1, keepdim=True).values  # the largest logit becomes 0: exp cannot overflow
-    e = shifted.exp()
-    return e / e.sum(dim=-1, keepdim=True)
-
-
-def _softmax_naive(z: torch.Tensor) -> torch.Tensor:
-    return z.exp() / z.exp().sum(dim=-1, keepdim=True)
-
-
-def _check_softmax(softmax) -> str | None:
-    g = torch.Generator().manual_seed(0)
-    ordinary = torch.randn(6, 5, generator=g, dtype=torch.float64)
-    problem = _close("softmax of ordinary logits", softmax(ordinary), torch.softmax(ordinary, -1))
-    if problem:
-        return problem
-    huge = torch.tensor([[1000.0, 0.0, -1000.0], [800.0, 801.0, 802.0]])
-    result = softmax(huge)
-    if isinstance(result, torch.Tensor) and not torch.isfinite(result).all():
-        return "logits like 1000 give nan or inf: exp(1000) overflows"
-    return _close("softmax of logits like 1000", result.double(), torch.softmax(huge.double(), -1))
-
-
-stable_softmax = Exercise(
-    title="a softmax that does not overflow",
-    checker=_check_softmax,
-    hint="softmax(z) = softmax(z - c) for any constant c; choose c = max(z) along the last dimension",
-    solution=_softmax_solution,
-    mistake=_softmax_naive,
-)
-
-
-# --- 2. the gradient of cross-entropy -------------------------------------------------------------
-
-def _ce_gradient_solution(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-    n, c = logits.shape
-    return (torch.softmax(logits, dim=-1) - F.one_hot(targets, c).to(logits.dtype)) / n
-
-
-def _ce_gradient_without_mean(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-    return torch.softmax(logits, dim=-1) - F.one_hot(targets, logits.shape[-1]).to(logits.dtype)
-
-
-def _check_ce_gradient(gradient) -> str | None:
-    g = torch.Generator().manual_seed(1)
-    logits = torch.randn(8, 5, generator=g, dtype=torch.float64, requires_grad=True)
-    targets = torch.randint(0, 5, (8,), generator=g)
-    (expected,) = torch.autograd.grad(F.cross_entropy(logits, targets), logits)
-    return _close("your gradient", gradient(logits.detach(), targets), expected,
-                  hint_on_ratio="the loss is a mean over N = 8 examples, so each row is divided by N")
-
-
-cross_entropy_gradient = Exercise(
-    title="the gradient of the mean cross-entropy",
-    checker=_check_ce_gradient,
-    hint="for one example dL/dz = softmax(z) - onehot(y); the mean over N examples divides each row by N",
-    solution=_ce_gradient_solution,
-    mistake=_ce_gradient_without_mean,
-)
-
-
-# --- 3. backpropagation through a linear layer ----------------------------------------------------
 
 def _linear_gradients_solution(x, W, b, y):
     n, k = y.shape
-    residual = 2 * (x @ W.T + b - y) / (n * k)  # dL/dy_hat, shape (N, K)
-    return residual.T @ x, residual.sum(0)  # dL/dW (K, D), dL/db (K,)
+    y_hat = torch.tanh(x @ W.T + b)  # (N, K)
+    d_y_hat = 2 * (y_hat - y) / (n * k)  # dL/dy_hat, shape (N, K)
+    d_z = d_y_hat * (1 - y_hat**2)  # through tanh: tanh'(z) = 1 - tanh(z)^2
+    return d_z.T @ x, d_z.sum(0)  # dL/dW (K, D), dL/db (K,)
 
 
 def _linear_gradients_transposed(x, W, b, y):
     n, k = y.shape
-    residual = 2 * (x @ W.T + b - y) / (n * k)
-    return x.T @ residual, residual.sum(0)  # (D, K): the shape of W.T, not of W
+    y_hat = torch.tanh(x @ W.T + b)
+    d_z = 2 * (y_hat - y) / (n * k) * (1 - y_hat**2)
+    return x.T @ d_z, d_z.sum(0)  # (D, K): the shape of W.T, not of W
 
 
 def _check_linear_gradients(gradients) -> str | None:
@@ -111,46 +33,167 @@ def _check_linear_gradients(gradients) -> str | None:
     x, y = torch.randn(10, 3, generator=g, dtype=torch.float64), torch.randn(10, 4, generator=g, dtype=torch.float64)
     W = torch.randn(4, 3, generator=g, dtype=torch.float64, requires_grad=True)
     b = torch.randn(4, generator=g, dtype=torch.float64, requires_grad=True)
-    expected_W, expected_b = torch.autograd.grad(F.mse_loss(x @ W.T + b, y), (W, b))
+    expected_W, expected_b = torch.autograd.grad(F.mse_loss(torch.tanh(x @ W.T + b), y), (W, b))
     answer = gradients(x, W.detach(), b.detach(), y)
     if not isinstance(answer, tuple) or len(answer) != 2:
         return "return two tensors: (dL/dW, dL/db)"
-    problem = _close("dL/dW", answer[0], expected_W, hint_on_ratio="check the factor 2 and the mean over N*K entries")
-    if problem and isinstance(answer[0], torch.Tensor) and answer[0].shape == expected_W.T.shape:
-        return problem + " (a gradient has the shape of its parameter: W is (K, D))"
-    return problem or _close("dL/db", answer[1], expected_b)
+    problem = tensor_problem("dL/dW", answer[0], expected_W,
+                             factor_means="check the factor 2 and the mean over all N*K entries")
+    if problem and "swapped" in problem:
+        return problem + " (a gradient has the shape of its parameter: W is (K, D), so dL/dW = δᵀ x)"
+    return problem or tensor_problem("dL/db", answer[1], expected_b,
+                                     factor_means="check the factor 2 and the mean over all N*K entries")
 
 
 linear_layer_gradients = Exercise(
-    title="backpropagation through a linear layer",
+    title="backpropagation through a tanh layer",
     checker=_check_linear_gradients,
-    hint="with r = dL/dy_hat = 2 (y_hat - y) / (N K), shape (N, K): dL/dW = r^T x and dL/db = r summed over N",
+    hint="dL/dy_hat = 2 (y_hat - y) / (N K), shape (N, K); through tanh, δ = dL/dz = dL/dy_hat * (1 - y_hat²); "
+         "then dL/dW = δᵀ x and dL/db = δ summed over N",
     solution=_linear_gradients_solution,
     mistake=_linear_gradients_transposed,
+    mistake_message="two axes are swapped",
 )
 
 
-# --- 4. the loss an untrained language model starts at ---------------------------------------------
-
-GPT2_VOCABULARY = 50257
+# --- 2. the gradient of cross-entropy with label smoothing (a formula) -----------------------------
 
 
-def _check_initial_loss(value) -> str | None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        return f"answer with a number, got {type(value).__name__}"
-    if abs(value - math.log(GPT2_VOCABULARY)) < 1e-3:
-        return None
-    if abs(value - 1 / GPT2_VOCABULARY) < 1e-6:
-        return f"1/{GPT2_VOCABULARY} is the probability of the right token; the loss is minus its logarithm"
-    if abs(value - math.log10(GPT2_VOCABULARY)) < 1e-3:
-        return "that is a base-10 logarithm; cross-entropy uses the natural logarithm"
-    return f"{value} is not it; the loss is -log(probability of the right token)"
+def _smoothed_gradient_solution(logits: torch.Tensor, targets: torch.Tensor, epsilon: float) -> torch.Tensor:
+    n, c = logits.shape
+    wanted = (1 - epsilon) * F.one_hot(targets, c).to(logits.dtype) + epsilon / c  # the smoothed target
+    return (torch.softmax(logits, dim=-1) - wanted) / n
 
 
-initial_loss = Exercise(
-    title="the first loss of an untrained language model",
-    checker=_check_initial_loss,
-    hint="an untrained model gives each of the C tokens about the same probability 1/C; the loss is -log of that",
-    solution=math.log(GPT2_VOCABULARY),
-    mistake=1 / GPT2_VOCABULARY,
+def _smoothed_gradient_without_mean(logits: torch.Tensor, targets: torch.Tensor, epsilon: float) -> torch.Tensor:
+    c = logits.shape[-1]
+    wanted = (1 - epsilon) * F.one_hot(targets, c).to(logits.dtype) + epsilon / c
+    return torch.softmax(logits, dim=-1) - wanted
+
+
+def _check_smoothed_gradient(gradient) -> str | None:
+    g = torch.Generator().manual_seed(1)
+    for n, c, epsilon in ((8, 5, 0.1), (3, 7, 0.3), (6, 4, 0.0)):
+        logits = torch.randn(n, c, generator=g, dtype=torch.float64, requires_grad=True)
+        targets = torch.randint(0, c, (n,), generator=g)
+        loss = F.cross_entropy(logits, targets, label_smoothing=epsilon)
+        (expected,) = torch.autograd.grad(loss, logits)
+        answer = gradient(logits.detach(), targets, epsilon)
+        problem = tensor_problem(f"your gradient (N={n}, C={c}, ε={epsilon})", answer, expected,
+                                 factor_means=f"the loss is a mean over the N = {n} examples, so divide by N")
+        if problem:
+            if epsilon > 0 and isinstance(answer, torch.Tensor) and answer.shape == expected.shape:
+                plain = (torch.softmax(logits.detach(), -1) - F.one_hot(targets, c)) / n
+                if torch.allclose(answer.double(), plain, atol=1e-9):
+                    return problem + ": that is the gradient without smoothing; the target is the smoothed one"
+            return problem
+    return None
+
+
+smoothed_cross_entropy_gradient = Exercise(
+    title="the gradient of cross-entropy with label smoothing",
+    checker=_check_smoothed_gradient,
+    hint="the loss is the cross-entropy between the smoothed target q = (1-ε) onehot(y) + ε/C and softmax(z); "
+         "as for a one-hot target, dℓ/dz = softmax(z) - q per example, and the mean divides by N",
+    solution=_smoothed_gradient_solution,
+    mistake=_smoothed_gradient_without_mean,
+    mistake_message="divide by N",
+    kind="formula",
 )
+
+
+# --- 3. the lowest loss label smoothing allows (a value) -------------------------------------------
+
+SMOOTHING_CLASSES, SMOOTHING_EPSILON = 10, 0.1
+
+
+def _lowest_smoothed_loss() -> float:
+    c, epsilon = SMOOTHING_CLASSES, SMOOTHING_EPSILON
+    right, other = 1 - epsilon + epsilon / c, epsilon / c  # the smoothed target's probabilities
+    return -right * math.log(right) - (c - 1) * other * math.log(other)  # its entropy
+
+
+def _check_lowest_smoothed_loss(value) -> str | None:
+    c = SMOOTHING_CLASSES
+    return number_problem(
+        "the lowest loss", value, _lowest_smoothed_loss(),
+        known=[(0.0, "with label smoothing the target is not one-hot, so the loss cannot reach 0: "
+                              "its minimum is reached when the prediction equals the smoothed target"),
+               (math.log(c), "that is the loss of a uniform prediction, where training starts"),
+               (_lowest_smoothed_loss() / math.log(2), "that is in bits; the course measures nats (natural log)")],
+    )
+
+
+lowest_smoothed_loss = Exercise(
+    title="the lowest loss with label smoothing",
+    checker=_check_lowest_smoothed_loss,
+    hint="the cross-entropy H(q, p) = H(q) + KL(q || p) is smallest when p = q; so compute the entropy "
+         "-Σ q log q of q = (1-ε) onehot + ε/C: one class gets 1-ε+ε/C, each of the other C-1 gets ε/C",
+    solution=_lowest_smoothed_loss(),
+    mistake=0.0,
+    mistake_message="cannot reach 0",
+    kind="value",
+)
+
+
+# --- 4. an experiment: a larger learning rate in a valley ------------------------------------------
+
+VALLEY_START, VALLEY_STEPS = (2.0, 1.0), 50
+VALLEY_LR, VALLEY_BASELINE_LR = 0.038, 0.02
+
+
+def valley(w: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """The quadratic loss w² + 25 b²: curvatures 2 and 50, so 2/λ_max = 0.04 (a long, narrow valley)."""
+    return w**2 + 25 * b**2
+
+
+def valley_descent(lr: float, steps: int = VALLEY_STEPS, start: tuple[float, float] = VALLEY_START) -> float:
+    """The loss of ``valley`` after ``steps`` steps of gradient descent at ``lr`` from ``start``."""
+    w, b = (torch.tensor(v, dtype=torch.float64) for v in start)
+    for _ in range(steps):
+        w, b = w - lr * 2 * w, b - lr * 50 * b  # the gradient of w² + 25 b² is (2w, 50b)
+    return valley(w, b).item()
+
+
+def _check_valley(prediction, measured) -> str | None:
+    if prediction not in ("lower", "higher"):
+        raise WrongAnswer(f'the prediction should be "lower" or "higher", got {prediction!r}')
+    truth = valley_descent(VALLEY_LR)
+    return number_problem(
+        f"your loss after {VALLEY_STEPS} steps at lr = {VALLEY_LR}", measured, truth,
+        known=[(valley_descent(VALLEY_BASELINE_LR), f"that is the loss at the baseline's lr = {VALLEY_BASELINE_LR}; "
+                                                    f"run it again at lr = {VALLEY_LR}"),
+               (valley(*(torch.tensor(v) for v in VALLEY_START)).item(), "that is the loss at the start")],
+        abs_tol=1e-12,
+    )
+
+
+def _valley_note(prediction, measured) -> str:
+    truth = "lower" if valley_descent(VALLEY_LR) < valley_descent(VALLEY_BASELINE_LR) else "higher"
+    verdict = "your prediction was right" if prediction == truth else "your prediction was wrong"
+    return (f"{verdict}: at lr = {VALLEY_LR} the steep direction zig-zags (factor |1 - 50·lr| = 0.9 a step) but the "
+            f"flat one, which sets the pace, shrinks by 1 - 2·lr = 0.924 a step instead of 0.96, so the loss "
+            f"ends {truth} than the baseline's {valley_descent(VALLEY_BASELINE_LR):.3g}")
+
+
+def _valley_solution():
+    return "lower", valley_descent(0.038)
+
+
+def _valley_mistake():
+    return "higher", valley_descent(0.02)  # measured at the baseline's learning rate
+
+
+learning_rate_experiment = Exercise(
+    title="experiment: a larger learning rate in a narrow valley",
+    checker=_check_valley,
+    hint=f"set lr = {VALLEY_LR} in the cell, run it, and copy the loss it prints",
+    solution=_valley_solution,
+    mistake=_valley_mistake,
+    mistake_message="the baseline's lr",
+    kind="experiment",
+    parts=2,
+    lazy=True,
+    note=_valley_note,
+)
+

@@ -1,149 +1,203 @@
 """Exercises of chapter 04, self-supervised pretraining. Each answer is checked against a reference:
-torch's softmax and cross-entropy, ``MarkovChain.entropy_rate``, or the arithmetic of units."""
+torch's cross-entropy and softmax, the arithmetic of units, or an experiment the check runs itself."""
 
 from __future__ import annotations
 
 import math
+from functools import lru_cache
 
 import torch
 import torch.nn.functional as F
 
 from fmcourse.data import MarkovChain
-from fmcourse.exercises import Exercise
+from fmcourse.exercises import Exercise, WrongAnswer, number_problem, tensor_problem
+
+# --- 1. the bigram baseline -------------------------------------------------------------------------
 
 
-def _number(name: str, answer, expected: float, rel: float = 1e-6) -> str | None:
-    """What is wrong with a number ``answer`` that should equal ``expected``, or None."""
-    if isinstance(answer, torch.Tensor):
-        if answer.numel() != 1:
-            return f"{name} should be one number, got a tensor of shape {tuple(answer.shape)}"
-        answer = answer.item()
-    if not isinstance(answer, (int, float)):
-        return f"{name} should be a number, got {type(answer).__name__}"
-    if not math.isfinite(answer):
-        return f"{name} is {answer}, not a finite number"
-    if math.isclose(answer, expected, rel_tol=rel, abs_tol=1e-9):
-        return None
-    return f"{name} is {answer:.6g}, expected {expected:.6g}"
+def _bigram_table(ids: torch.Tensor, vocab_size: int) -> torch.Tensor:
+    """(V, V) add-one counts of (previous, next) pairs."""
+    pairs = ids[:-1] * vocab_size + ids[1:]
+    return torch.bincount(pairs, minlength=vocab_size * vocab_size).view(vocab_size, vocab_size).double() + 1
 
 
-# --- 1. the unigram baseline ----------------------------------------------------------------------
-
-def _unigram_solution(train: torch.Tensor, val: torch.Tensor, vocab_size: int) -> float:
-    counts = torch.bincount(train, minlength=vocab_size).double() + 1  # add-one: unseen tokens stay possible
-    log_p = (counts / counts.sum()).log()
-    return -log_p[val].mean().item()
-
-
-def _unigram_from_validation(train: torch.Tensor, val: torch.Tensor, vocab_size: int) -> float:
-    counts = torch.bincount(val, minlength=vocab_size).double() + 1  # counts the text it is judged on
-    return -(counts / counts.sum()).log()[val].mean().item()
+def _bigram_solution(train: torch.Tensor, val: torch.Tensor, vocab_size: int) -> float:
+    counts = torch.zeros(vocab_size, vocab_size, dtype=torch.float64)
+    counts.index_put_((train[:-1], train[1:]), torch.ones(len(train) - 1, dtype=torch.float64), accumulate=True)
+    counts += 1  # add-one: a pair unseen in training stays possible
+    probabilities = counts / counts.sum(dim=1, keepdim=True)  # row c: P(next | previous = c)
+    return -probabilities[val[:-1], val[1:]].log().mean().item()
 
 
-def _check_unigram(unigram) -> str | None:
+def _bigram_columns(train: torch.Tensor, val: torch.Tensor, vocab_size: int) -> float:
+    counts = _bigram_table(train, vocab_size)
+    probabilities = counts / counts.sum(dim=0, keepdim=True)  # normalised over the previous token: wrong axis
+    return -probabilities[val[:-1], val[1:]].log().mean().item()
+
+
+def _check_bigram(bigram) -> str | None:
     g = torch.Generator().manual_seed(0)
-    train = torch.multinomial(torch.tensor([0.5, 0.3, 0.15, 0.05, 0.0]), 400, replacement=True, generator=g)
-    val = torch.cat([torch.multinomial(torch.tensor([0.2, 0.2, 0.3, 0.2, 0.0]), 99, replacement=True, generator=g),
-                     torch.tensor([4])])  # token 4 never occurs in training
-    counts = torch.bincount(train, minlength=5).double() + 1
-    # The reference: every validation token predicted by the same distribution, scored by torch.
-    logits = (counts / counts.sum()).log().expand(len(val), 5)
-    expected = F.cross_entropy(logits, val).item()
-    return _number("the unigram cross-entropy", unigram(train, val, 5), expected)
+    chain = MarkovChain.random(vocab_size=5, order=1, sharpness=2.0, generator=g)
+    train, val = chain.sample(3000, generator=g), chain.sample(400, generator=g)
+    log_p = (_bigram_table(train, 5) / _bigram_table(train, 5).sum(1, keepdim=True)).log()
+    expected = F.cross_entropy(log_p[val[:-1]], val[1:]).item()  # each next token scored by torch
+    columns = _bigram_table(train, 5)
+    by_columns = -(columns / columns.sum(0, keepdim=True)).log()[val[:-1], val[1:]].mean().item()
+    on_validation = _bigram_table(val, 5)
+    from_validation = -(on_validation / on_validation.sum(1, keepdim=True)).log()[val[:-1], val[1:]].mean().item()
+    return number_problem(
+        "the bigram cross-entropy", bigram(train, val, 5), expected, rel=1e-6,
+        known=[(by_columns, "your probabilities are normalised over the previous token (the wrong axis): each row, "
+                            "one previous token, must sum to 1 over the next tokens"),
+               (from_validation, "you counted pairs in the validation ids, the text being scored; count the training "
+                                 "ids only")],
+    )
 
 
-unigram_baseline = Exercise(
-    title="the unigram baseline",
-    checker=_check_unigram,
-    hint="count each token id in the TRAINING ids only (torch.bincount with minlength), add 1 to every count, "
-         "normalise to probabilities, and average -log p over the validation ids",
-    solution=_unigram_solution,
-    mistake=_unigram_from_validation,
+bigram_baseline = Exercise(
+    title="the bigram baseline",
+    checker=_check_bigram,
+    hint="count the (previous, next) pairs of the TRAINING ids in a (V, V) table, add 1 everywhere, divide each "
+         "row by its sum, and average -log P[previous, next] over the validation pairs",
+    solution=_bigram_solution,
+    mistake=_bigram_columns,
+    mistake_message="the wrong axis",
 )
 
 
-# --- 2. the entropy rate of a Markov chain --------------------------------------------------------
+# --- 2. perplexity per character (a value) ----------------------------------------------------------
 
-def _entropy_rate_solution(transition: torch.Tensor, stationary: torch.Tensor) -> float:
-    row_entropy = -(transition * transition.log()).sum(dim=1)  # H of the next token, per current token
-    return (stationary * row_entropy).sum().item()  # weighted by how often each current token occurs
+TOKEN_PERPLEXITY, CHARACTERS_PER_TOKEN = 20.0, 3.6
 
 
-def _entropy_rate_unweighted(transition: torch.Tensor, stationary: torch.Tensor) -> float:
-    return -(transition * transition.log()).sum(dim=1).mean().item()
+def _per_character_perplexity() -> float:
+    nats_per_token = math.log(TOKEN_PERPLEXITY)
+    return math.exp(nats_per_token / CHARACTERS_PER_TOKEN)  # the loss, not the perplexity, is shared out
 
 
-def _check_entropy_rate(entropy_rate) -> str | None:
-    chain = MarkovChain.random(vocab_size=6, order=1, sharpness=2.0, generator=torch.Generator().manual_seed(3))
-    answer = entropy_rate(chain.transition.clone(), chain.stationary())
-    return _number("the entropy rate", answer, chain.entropy_rate())
+def _check_per_character_perplexity(value) -> str | None:
+    return number_problem(
+        "your perplexity per character", value, _per_character_perplexity(),
+        known=[(TOKEN_PERPLEXITY / CHARACTERS_PER_TOKEN, "you divided the perplexity; divide the loss (its logarithm) "
+                                                         "by the characters per token, then exponentiate"),
+               (math.log(TOKEN_PERPLEXITY) / CHARACTERS_PER_TOKEN, "that is the loss in nats per character; the "
+                                                                   "perplexity is its exponential")],
+    )
 
 
-markov_entropy_rate = Exercise(
-    title="the entropy rate of a Markov chain",
-    checker=_check_entropy_rate,
-    hint="H = sum over current tokens c of pi(c) * (-sum over next tokens x of P[c, x] log P[c, x]); "
-         "some tokens are visited more often than others, so weight each row's entropy by pi",
-    solution=_entropy_rate_solution,
-    mistake=_entropy_rate_unweighted,
+per_character_perplexity = Exercise(
+    title="perplexity per character",
+    checker=_check_per_character_perplexity,
+    hint="perplexity = exp(loss per token); the loss per character is the loss per token divided by the "
+         "characters per token",
+    solution=_per_character_perplexity(),
+    mistake=TOKEN_PERPLEXITY / CHARACTERS_PER_TOKEN,
+    mistake_message="you divided the perplexity",
+    kind="value",
 )
 
 
-# --- 3. sampling temperature ----------------------------------------------------------------------
-
-def _temperature_solution(logits: torch.Tensor, temperature: float) -> torch.Tensor:
-    return torch.softmax(logits / temperature, dim=-1)
+# --- 3. top-k sampling probabilities ----------------------------------------------------------------
 
 
-def _temperature_multiplied(logits: torch.Tensor, temperature: float) -> torch.Tensor:
-    return torch.softmax(logits * temperature, dim=-1)
+def _top_k_solution(logits: torch.Tensor, k: int, temperature: float) -> torch.Tensor:
+    kth = logits.topk(k, dim=-1).values[..., -1:]  # the k-th largest logit of each row
+    kept = logits.masked_fill(logits < kth, float("-inf"))  # the others can never be drawn
+    return torch.softmax(kept / temperature, dim=-1)
 
 
-def _check_temperature(softmax_at) -> str | None:
-    logits = torch.tensor([2.0, 1.0, 0.5, -1.0, -3.0], dtype=torch.float64)
-    for temperature in (1.0, 0.5, 2.0):
-        answer = softmax_at(logits, temperature)
-        if not isinstance(answer, torch.Tensor) or answer.shape != logits.shape:
-            return f"at temperature {temperature}, expected a tensor of shape {tuple(logits.shape)}, got {answer!r}"
-        expected = torch.softmax(logits / temperature, dim=-1)
-        if not torch.allclose(answer.double(), expected, atol=1e-6):
-            return (f"at temperature {temperature} the probabilities are {answer.double().numpy().round(3)}, "
-                    f"expected {expected.numpy().round(3)}")
+def _top_k_not_renormalised(logits: torch.Tensor, k: int, temperature: float) -> torch.Tensor:
+    probabilities = torch.softmax(logits / temperature, dim=-1)
+    kth = logits.topk(k, dim=-1).values[..., -1:]
+    return probabilities.masked_fill(logits < kth, 0.0)  # zeroed after the softmax: sums to less than 1
+
+
+def _check_top_k(fn) -> str | None:
+    g = torch.Generator().manual_seed(4)
+    for k, temperature in ((3, 1.0), (1, 0.7), (5, 2.0), (8, 0.5)):
+        logits = torch.randn(4, 8, generator=g, dtype=torch.float64)
+        expected = torch.softmax(logits.masked_fill(logits < logits.topk(k).values[:, -1:], float("-inf"))
+                                 / temperature, dim=-1)
+        got = fn(logits.clone(), k, temperature)
+        problem = tensor_problem(f"with k={k}, temperature {temperature}: your probabilities", got, expected)
+        if problem and isinstance(got, torch.Tensor) and got.shape == expected.shape:
+            total = got.double().sum(-1)
+            if not torch.allclose(total, torch.ones_like(total), atol=1e-6):
+                return (f"with k={k}, temperature {temperature}: your rows sum to {total.numpy().round(3)}, "
+                        f"not 1: renormalise the k kept probabilities")
+            zero = expected == 0
+            if (got.double()[zero] != 0).any():
+                return f"with k={k}: tokens outside the top {k} must get probability 0"
+        if problem:
+            return problem
     return None
 
 
-temperature_softmax = Exercise(
-    title="sampling temperature",
-    checker=_check_temperature,
-    hint="divide the logits by the temperature before the softmax: a temperature below 1 makes the "
-         "distribution sharper, above 1 flatter",
-    solution=_temperature_solution,
-    mistake=_temperature_multiplied,
+top_k_probabilities = Exercise(
+    title="top-k sampling probabilities",
+    checker=_check_top_k,
+    hint="find the k-th largest logit of each row (logits.topk(k).values[..., -1:]), set the smaller logits to "
+         "-inf, and only then take the softmax of logits / temperature",
+    solution=_top_k_solution,
+    mistake=_top_k_not_renormalised,
+    mistake_message="renormalise",
 )
 
 
-# --- 4. a fair comparison of tokenizers: nats per character ---------------------------------------
+# --- 4. an experiment: what context is worth in a sharper chain -------------------------------------
 
-def _per_character_solution(loss_per_token: float, tokens: int, characters: int) -> float:
-    return loss_per_token * tokens / characters  # total nats over the text, shared out over its characters
-
-
-def _per_character_inverted(loss_per_token: float, tokens: int, characters: int) -> float:
-    return loss_per_token * characters / tokens
+CHAIN_SHARPNESS, CHAIN_BASELINE_SHARPNESS, CHAIN_SEEDS = 4.0, 2.0, (0, 1, 2)
 
 
-def _check_per_character(per_character) -> str | None:
-    # 1000 characters: 1000 character tokens at 1.5 nats, or 400 BPE tokens at 3.5 nats each.
-    problem = _number("a character model at 1.5 nats/token", per_character(1.5, 1000, 1000), 1.5)
-    return problem or _number("a BPE model at 3.5 nats/token, 400 tokens for 1000 characters",
-                              per_character(3.5, 400, 1000), 1.4)
+@lru_cache
+def context_gain(sharpness: float, seed: int = 0, train_length: int = 20_000, val_length: int = 5_000) -> float:
+    """Unigram loss minus entropy rate (nats/token) of a random order-2 chain over 6 tokens."""
+    g = torch.Generator().manual_seed(seed)
+    chain = MarkovChain.random(vocab_size=6, order=2, sharpness=sharpness, generator=g)
+    train, val = chain.sample(train_length, generator=g), chain.sample(val_length, generator=g)
+    counts = torch.bincount(train, minlength=6).double() + 1
+    unigram = -(counts / counts.sum()).log()[val].mean().item()
+    return unigram - chain.entropy_rate()
 
 
-nats_per_character = Exercise(
-    title="nats per character",
-    checker=_check_per_character,
-    hint="the total surprise of the text is loss_per_token * tokens nats, whatever the tokenizer; divide it "
-         "by the number of characters",
-    solution=_per_character_solution,
-    mistake=_per_character_inverted,
+def mean_context_gain(sharpness: float, seeds=CHAIN_SEEDS) -> float:
+    """``context_gain`` averaged over the chains drawn with ``seeds``."""
+    return sum(context_gain(sharpness, seed) for seed in seeds) / len(seeds)
+
+
+def _check_gain(prediction, measured) -> str | None:
+    if prediction not in ("grows", "shrinks"):
+        raise WrongAnswer(f'the prediction should be "grows" or "shrinks", got {prediction!r}')
+    return number_problem(
+        f"your mean gap at sharpness {CHAIN_SHARPNESS:g}", measured, mean_context_gain(CHAIN_SHARPNESS),
+        known=[(mean_context_gain(CHAIN_BASELINE_SHARPNESS), f"that is the gap at the original sharpness "
+                                                             f"{CHAIN_BASELINE_SHARPNESS:g}; change it to {CHAIN_SHARPNESS:g}"),
+               (-mean_context_gain(CHAIN_SHARPNESS), "the sign is flipped: the unigram loss minus the entropy rate"),
+               (context_gain(CHAIN_SHARPNESS, CHAIN_SEEDS[0]), "that is one chain's gap; average the three seeds")],
+    )
+
+
+def _gain_note(prediction, measured) -> str:
+    before, after = mean_context_gain(CHAIN_BASELINE_SHARPNESS), mean_context_gain(CHAIN_SHARPNESS)
+    truth = "grows" if after > before else "shrinks"
+    verdict = "your prediction was right" if prediction == truth else "your prediction was wrong"
+    per_seed = ", ".join(f"{context_gain(CHAIN_BASELINE_SHARPNESS, s):.2f} → {context_gain(CHAIN_SHARPNESS, s):.2f}"
+                         for s in CHAIN_SEEDS)
+    return (f"{verdict}: on average the gap {truth} from {before:.2f} to {after:.2f} nats/token, but not for every "
+            f"chain (per seed: {per_seed}). A sharper chain makes the next token more predictable from its "
+            f"context; yet a sharp chain can also trap itself among a few tokens, and then their frequencies "
+            f"alone predict well too")
+
+
+markov_context_experiment = Exercise(
+    title="experiment: what context is worth in a sharper chain",
+    checker=_check_gain,
+    hint=f"change the sharpness in the cell to {CHAIN_SHARPNESS:g}, run it, and copy the mean gap it prints",
+    solution=lambda: ("grows", mean_context_gain(CHAIN_SHARPNESS)),
+    mistake=lambda: ("shrinks", mean_context_gain(CHAIN_BASELINE_SHARPNESS)),  # forgot to change the sharpness
+    mistake_message="the original sharpness",
+    kind="experiment",
+    parts=2,
+    lazy=True,
+    note=_gain_note,
 )

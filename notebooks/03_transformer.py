@@ -666,7 +666,7 @@ for x, levels in ((encoder_x, (0.0, 0.9, 1.9, 2.7, 3.7)), (decoder_x, (0.0, 0.9,
     for low, high in zip(levels, levels[1:]):
         arrow(ax, (x, low + 0.3), (x, high - 0.3))
 arrow(ax, (encoder_x + 1.35, 3.7), (decoder_x - 1.85, 2.75), color="C3", connectionstyle="arc3,rad=-0.2")
-ax.text(3.75, 4.2, "memory, read by\nevery decoder block", color="C3", fontsize=8, ha="center")
+ax.text(3.45, 4.35, "memory, read by\nevery decoder block", color="C3", fontsize=8, ha="center")
 for x, name, top in ((encoder_x, "× $n_{\\text{layer}}$ encoder blocks", 3.05), (decoder_x, "× $n_{\\text{layer}}$ decoder blocks", 3.85)):
     ax.add_patch(plt.Rectangle((x - 2.0, 1.45), 4.0, top - 1.45, fill=False, ls="--", color="grey"))
     ax.text(x - 1.95, top + 0.05, name, fontsize=8, color="grey", va="bottom")

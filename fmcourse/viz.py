@@ -38,7 +38,8 @@ def confusion_matrix_plot(matrix, class_names: Sequence[str] | None = None, ax: 
         raise ValueError(f"{n} classes but {len(names)} class names")
     values = counts / np.maximum(counts.sum(1, keepdims=True), 1) if normalize else counts
     ax = ax or plt.subplots(figsize=(0.45 * n + 2, 0.45 * n + 1.5))[1]
-    ax.imshow(values, cmap="Blues")
+    image = ax.imshow(values, cmap="Blues")
+    ax.figure.colorbar(image, ax=ax, fraction=0.046, label="fraction of the true class" if normalize else "count")
     high = values.max() if values.size else 0
     for i in range(n):
         for j in range(n):

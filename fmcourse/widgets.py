@@ -115,7 +115,11 @@ def draw_loss_landscape(loss_fn: Loss2D | None = None, w0: float = -1.5, b0: flo
 
     ax = ax or plt.subplots(figsize=(6, 4.5))[1]
     levels = np.geomspace(max(surface.min(), 1e-3 * surface.max()), surface.max(), 15)
-    ax.contourf(w.numpy(), b.numpy(), surface, levels=levels, norm=LogNorm(), cmap="viridis", extend="both")
+    filled = ax.contourf(w.numpy(), b.numpy(), surface, levels=levels, norm=LogNorm(), cmap="viridis", extend="both")
+    bar = ax.figure.colorbar(filled, ax=ax, fraction=0.046, label="loss (log scale)")
+    decades = [10.0**k for k in range(int(np.ceil(np.log10(levels[0]))), int(np.floor(np.log10(levels[-1]))) + 1)]
+    bar.set_ticks(decades, labels=[f"{t:g}" for t in decades])
+    bar.minorticks_off()
     ax.contour(w.numpy(), b.numpy(), surface, levels=levels, colors="white", linewidths=0.4)
     # Points far outside the view are pinned just beyond its edge, so a diverging path stays visible.
     low, high = torch.tensor(extent[::2]), torch.tensor(extent[1::2])

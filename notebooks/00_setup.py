@@ -102,16 +102,100 @@ except ValueError as error:
     print("ValueError:", error)
 
 # %% [markdown]
-# ## 4. A first computation: tensors and gradients
+# ## 4. Tensors in five minutes
 #
-# A *tensor* is an n-dimensional array that lives on a device and remembers how it was computed, so
-# torch can differentiate through it (*autograd*). We evaluate $f(x) = \sin(x)\,x^2$ on a grid, ask
-# torch for $f'(x)$, and compare with the derivative from calculus,
+# Every chapter computes with *tensors*: n-dimensional arrays of numbers, with a shape, a data type
+# and a device. Four ideas carry most of the code in this course; each cell below shows one and checks
+# it with an `assert` (a line that stops the notebook with an error if its condition is false).
+#
+# **Shapes.** A tensor's `shape` lists its sizes, outermost first. The course writes shapes in
+# comments, like `(B, T, D)` for a batch of `B` sequences of `T` tokens with `D` features each.
+# `view`/`reshape` regroup the same numbers into another shape, `transpose` swaps two dimensions,
+# and `@` multiplies matrices, over any leading (batch) dimensions: `(B, T, D) @ (D, K) -> (B, T, K)`.
+
+# %%
+import torch
+
+x = torch.arange(24.0)                 # (24,): 0, 1, ..., 23
+grid = x.view(2, 3, 4)                 # (2, 3, 4): the same 24 numbers, grouped
+print("shape", tuple(grid.shape), "dtype", grid.dtype, "device", grid.device)
+print("grid[1, 2] =", grid[1, 2].tolist(), "  grid[:, 0, 0] =", grid[:, 0, 0].tolist())
+W = torch.ones(4, 5)                   # (4, 5)
+out = grid @ W                         # (2, 3, 4) @ (4, 5) -> (2, 3, 5): one product per leading index
+assert grid.shape == (2, 3, 4) and grid[1, 2, 3] == 23, "row-major: the last index moves fastest"
+assert grid.transpose(1, 2).shape == (2, 4, 3)
+assert out.shape == (2, 3, 5) and torch.equal(out[1], grid[1] @ W)
+
+# %% [markdown]
+# **Broadcasting.** An operation on two tensors of different shapes lines the shapes up *from the
+# right*; a dimension of size 1 (or a missing one) is stretched to match the other. So a `(3, 4)`
+# matrix plus a `(4,)` row adds the row to every row, and a `(3, 1)` column to every column. It is
+# how a bias is added to a batch, and also a classic trap: `(N, 1) - (N,)` gives an `(N, N)` table,
+# not `N` differences (chapter 02 meets it in a loss).
+
+# %%
+A = torch.arange(12.0).view(3, 4)          # (3, 4)
+row = torch.tensor([100.0, 200, 300, 400]) # (4,)   -> stretched over the 3 rows
+column = torch.tensor([[10.0], [20], [30]]) # (3, 1) -> stretched over the 4 columns
+print(A + row)
+print(A + column)
+predictions, targets = torch.zeros(5, 1), torch.ones(5)
+print("(5, 1) - (5,) has shape", tuple((predictions - targets).shape), "— not (5,)")
+assert torch.equal(A + row, A + row.expand(3, 4)) and torch.equal((A + column)[:, 0], A[:, 0] + column[:, 0])
+assert (predictions - targets).shape == (5, 5) and (predictions.squeeze(1) - targets).shape == (5,)
+
+# %% [markdown]
+# **`dim` and `keepdim`.** A reduction (`sum`, `mean`, `max`, `softmax`, ...) along `dim=d` works
+# across dimension `d` and removes it: `(3, 4).sum(dim=1)` is `(3,)`, one number per row. With
+# `keepdim=True` the dimension stays with size 1, `(3, 1)`, so the result broadcasts back against the
+# original: dividing each row by its own sum, or subtracting each row's maximum, as a stable
+# softmax does (chapter 02). `dim=-1` means the last dimension, where the course keeps features and
+# classes.
+
+# %%
+scores = torch.tensor([[1.0, 2.0, 3.0, 4.0], [2.0, 2.0, 2.0, 2.0], [0.0, 10.0, 0.0, 0.0]])  # (3, 4)
+print("sum(dim=1):", tuple(scores.sum(dim=1).shape), " sum(dim=1, keepdim=True):",
+      tuple(scores.sum(dim=1, keepdim=True).shape), " sum(dim=0):", tuple(scores.sum(dim=0).shape))
+rows_sum_to_one = scores / scores.sum(dim=-1, keepdim=True)     # (3, 4) / (3, 1): each row by its sum
+shifted = scores - scores.max(dim=-1, keepdim=True).values      # each row's largest entry becomes 0
+assert torch.allclose(rows_sum_to_one.sum(dim=-1), torch.ones(3))
+assert torch.equal(shifted.max(dim=-1).values, torch.zeros(3))
+assert torch.allclose(shifted.softmax(dim=-1), scores.softmax(dim=-1)), "softmax ignores a shift per row"
+
+# %% [markdown]
+# **Autograd.** A tensor created with `requires_grad=True` records the operations applied to it.
+# `loss.backward()` then computes $\partial\,\mathrm{loss}/\partial w$ for every such tensor and
+# stores it in `w.grad`: this is how every model in the course is trained (chapter 02 derives it
+# by hand). Two details: gradients *add up* in `.grad` across calls (training loops reset them with
+# `zero_grad()`), and inside `torch.no_grad()` nothing is recorded (for evaluation).
+
+# %%
+w = torch.tensor([1.0, -2.0, 3.0], requires_grad=True)
+inputs = torch.tensor([0.5, 1.0, 2.0])
+loss = ((w * inputs).sum() - 1.0) ** 2          # (w·x - 1)²
+loss.backward()
+by_hand = 2 * ((w * inputs).sum() - 1.0) * inputs   # d/dw (w·x - 1)² = 2 (w·x - 1) x
+print("w.grad =", w.grad.tolist(), "  by hand:", by_hand.tolist())
+assert torch.allclose(w.grad, by_hand.detach())
+
+loss = ((w * inputs).sum() - 1.0) ** 2
+loss.backward()                                  # a second backward adds to .grad
+assert torch.allclose(w.grad, 2 * by_hand.detach()), "gradients accumulate until zeroed"
+w.grad = None
+with torch.no_grad():
+    evaluated = (w * inputs).sum()
+assert not evaluated.requires_grad, "no_grad records nothing"
+
+# %% [markdown]
+# ## 5. A first computation on your device
+#
+# The same ideas on the device chosen above, on a whole grid at once: we evaluate
+# $f(x) = \sin(x)\,x^2$ at 200 points, ask autograd for $f'(x)$, and compare with the derivative
+# from calculus,
 # $f'(x) = \cos(x)\,x^2 + 2x\sin(x)$.
 
 # %%
 import matplotlib.pyplot as plt
-import torch
 
 env.seed_everything(0)
 x = torch.linspace(-4, 4, 200, device=device, requires_grad=True)
@@ -154,7 +238,7 @@ print(f"{n}×{n} matmul: {seconds * 1e3:.2f} ms ≈ {2 * n**3 / seconds / 1e9:.1
 assert torch.allclose(c.cpu(), a.cpu() @ b.cpu(), atol=1e-3), "device result differs from the CPU"
 
 # %% [markdown]
-# ## 5. Presenter mode
+# ## 6. Presenter mode
 #
 # Teaching from a projector? `env.presenter_mode()` makes every later plot use large fonts and thick
 # lines; `env.presenter_mode(False)` switches back. Setting `FMCOURSE_PRESENTER=1` turns it on in
@@ -179,7 +263,7 @@ env.presenter_mode(False)
 assert mpl.rcParams["font.size"] == mpl.rcParamsDefault["font.size"], "presenter mode is off again"
 
 # %% [markdown]
-# ## 6. Data and reproducibility
+# ## 7. Data and reproducibility
 #
 # The course never *needs* the internet. Most chapters use synthetic worlds that `fmcourse`
 # generates from a seed (so the best possible answer is known), or data that ships with a package
@@ -201,7 +285,7 @@ assert torch.equal(first, torch.randn(3)), "the same seed must give the same num
 print("same seed, same numbers:", first.tolist())
 
 # %% [markdown]
-# ## 7. The chapters
+# ## 8. The chapters
 #
 # Each chapter names the section of the overview *Foundation models* (基础模型, in Chinese) that it
 # covers, so a reader of that text can find their way.
@@ -219,6 +303,9 @@ Markdown(markdown_table())
 # - `make lab` (or Binder, Colab, conda) gives you the course; `make test` runs every notebook.
 # - `env.check_environment()` says what is missing; `env.get_device()` picks CUDA, then MPS, then CPU,
 #   and `FMCOURSE_DEVICE` overrides it.
+# - Tensors: shapes line up from the right when broadcasting (watch `(N, 1)` against `(N,)`),
+#   reductions along `dim` remove it unless `keepdim=True`, and `backward()` fills `.grad`, adding to
+#   what is there until it is zeroed.
 # - `env.seed_everything()` makes runs repeatable; `env.presenter_mode()` is for projectors.
 #
 # Next: chapter 01 shows what makes a model a *foundation* model, and chapter 02 starts building one

@@ -16,9 +16,8 @@
 # %% [markdown]
 # # 03 · The Transformer, from attention to a GPT
 #
-# **Seed sections 3.1 算法原理概述 (overview of the algorithm: the model architecture) and 4.3
-# 案例分析与讲解 (case study: GPT, a Transformer language model trained to maximise the probability
-# of the next token).**
+# **Seed sections 1.2 模型架构设计 (model architecture design) and 4.3 案例分析与讲解 (case study: GPT,
+# a Transformer language model trained to maximise the probability of the next token).**
 #
 # [![Open in Colab](https://colab.research.google.com/assets/colab-badge.svg)](https://colab.research.google.com/github/fmcourse_unpublished/fmcourse/blob/v0.1.0/notebooks/03_transformer.ipynb)
 # [![Binder](https://mybinder.org/badge_logo.svg)](https://mybinder.org/v2/gh/fmcourse_unpublished/fmcourse/v0.1.0?urlpath=lab/tree/notebooks/03_transformer.ipynb)
@@ -91,8 +90,9 @@ X = embedding(tokens)                                       # (T, d_model) = (6,
 one_hot = F.one_hot(tokens, len(vocab)).float()             # (6, 11)
 print("tokens", tuple(tokens.shape), "→ one-hot", tuple(one_hot.shape), "→ vectors", tuple(X.shape))
 
-fig, ax = plt.subplots(figsize=(5, 2.4))
-ax.imshow(X.detach(), cmap="coolwarm")
+fig, ax = plt.subplots(figsize=(5.6, 2.4))
+image = ax.imshow(X.detach(), cmap="coolwarm", vmin=-3, vmax=3)
+fig.colorbar(image, ax=ax, label="value")
 ax.set_yticks(range(len(tokens)), [vocab[t] for t in tokens])
 ax.set_xlabel("embedding dimension")
 ax.set_title("each token is a learned vector (the same for both 1s)")
@@ -125,8 +125,9 @@ for name, tensor in [("Q", Q), ("K", K), ("V", V), ("scores", scores), ("A", A),
     print(f"{name:>6} {tuple(tensor.shape)}")
 
 labels = [vocab[t] for t in tokens]
-fig, ax = plt.subplots(figsize=(3.6, 3.2))
-ax.imshow(A.detach(), cmap="Blues", vmin=0, vmax=1)
+fig, ax = plt.subplots(figsize=(4.4, 3.2))
+image = ax.imshow(A.detach(), cmap="Blues", vmin=0, vmax=1)
+fig.colorbar(image, ax=ax, label="weight")
 ax.set_xticks(range(6), labels)
 ax.set_yticks(range(6), labels)
 ax.set_xlabel("key (looked at)")
@@ -221,10 +222,11 @@ weights = attention_weights(q, k, combined)                          # (B, heads
 fig, axes = plt.subplots(1, 4, figsize=(12, 3))
 panels = [(padding_mask(is_token)[1, 0].expand(T, T), "padding mask (sequence 2)"), (my_causal, "causal mask"),
           (combined[1, 0], "both"), (weights[1, 0], "weights with both")]
-for ax, (image, title) in zip(axes, panels):
-    ax.imshow(image.float(), cmap="Blues", vmin=0, vmax=1)
+for ax, (panel, title) in zip(axes, panels):
+    image = ax.imshow(panel.float(), cmap="Blues", vmin=0, vmax=1)
     ax.set(title=title, xlabel="key", ylabel="query")
 fig.tight_layout()
+fig.colorbar(image, ax=axes, fraction=0.02, label="allowed (masks) / weight")
 plt.show()
 
 assert torch.equal(my_causal, causal_mask(T))
@@ -333,9 +335,11 @@ q, k = torch.randn(8), torch.randn(8)
 rotated_scores = rotary(q.expand(32, 8)) @ rotary(k.expand(32, 8)).T   # the same q and k at every position
 
 fig, axes = plt.subplots(1, 2, figsize=(10, 3.4))
-axes[0].imshow(table.T, cmap="coolwarm", aspect="auto")
+image = axes[0].imshow(table.T, cmap="coolwarm", aspect="auto", vmin=-1, vmax=1)
+fig.colorbar(image, ax=axes[0], label="value")
 axes[0].set(xlabel="position p", ylabel="dimension", title="sinusoidal positions")
-axes[1].imshow(rotated_scores, cmap="coolwarm")
+image = axes[1].imshow(rotated_scores, cmap="coolwarm")
+fig.colorbar(image, ax=axes[1], label="score $q_m \\cdot k_n$")
 axes[1].set(xlabel="key position n", ylabel="query position m", title="rotary: score of the same q, k")
 fig.tight_layout()
 plt.show()
@@ -381,14 +385,91 @@ block.eval()
 assert torch.equal(block(x), block(x)), "in evaluation, dropout is off"
 
 # %% [markdown]
-# ## 8. A GPT and an encoder
+# ## 8. Assemble a GPT
 #
-# Stack the pieces: token embedding + positions → $n_{\text{layer}}$ blocks → a final LayerNorm → a
-# linear **head** that scores every vocabulary entry at every position. The head reuses the token
-# embedding matrix (*weight tying*): the vector that reads a token in is the one that scores it out.
+# Stack the pieces. For token ids $x_0, \dots, x_{T-1}$:
 #
-# - A **GPT** (decoder-only) uses causal attention and learns $p(x_{t+1} \mid x_0, \dots, x_t)$ at
-#   every position at once; trained on text, it is a language model (seed section 4.3).
+# $$h^{(0)}_t = E_{x_t} + P_t, \qquad h^{(\ell)} = \mathrm{Block}_\ell\big(h^{(\ell-1)}\big)\;(\ell = 1..n_{\text{layer}}),
+# \qquad \text{logits}_t = \mathrm{LN}\big(h^{(n_{\text{layer}})}_t\big)\,E^\top .$$
+#
+# - the **token embedding** $E$ $(V, d)$ and a learned **position embedding** $P$ $(C, d)$ for a
+#   context of $C$ positions, added;
+# - $n_{\text{layer}}$ **blocks** with causal attention;
+# - a **final LayerNorm**, because in a pre-LN stack nothing normalises the last block's output;
+# - a linear **head** that scores every vocabulary entry at every position. It reuses the token
+#   embedding matrix (*weight tying*): the vector that reads a token in is the one that scores it out,
+#   and $V d$ parameters are saved.
+#
+# The whole model is a dozen lines on top of `Block`. We write it, load into it the weights of the
+# package's `fmcourse.models.GPT` (same parameter names, so `load_state_dict` must accept them all),
+# and check that both give the same logits.
+
+# %%
+class MyGPT(nn.Module):
+    """Token ids (B, T) -> next-token logits (B, T, V)."""
+
+    def __init__(self, config):
+        super().__init__()
+        V, C, d = config.vocab_size, config.context_length, config.d_model
+        self.token_embedding = nn.Embedding(V, d)                              # E: (V, d)
+        self.position_embedding = nn.Embedding(C, d)                           # P: (C, d)
+        self.blocks = nn.ModuleList(Block(d, config.n_head, causal=True) for _ in range(config.n_layer))
+        self.norm = nn.LayerNorm(d)
+        self.head = nn.Linear(d, V, bias=False)                                # weight (V, d)
+        self.head.weight = self.token_embedding.weight                         # tied: one matrix, two uses
+
+    def forward(self, idx):
+        B, T = idx.shape
+        x = self.token_embedding(idx) + self.position_embedding(torch.arange(T, device=idx.device))  # (B, T, d)
+        for block in self.blocks:
+            x = block(x)                                                       # (B, T, d)
+        return self.head(self.norm(x))                                         # (B, T, V)
+
+
+env.seed_everything(0)
+config = GPTConfig(vocab_size=len(vocab), context_length=16, n_layer=2, n_head=4, d_model=64)
+gpt = GPT(config).eval()
+mine = MyGPT(config).eval()
+mine.load_state_dict(gpt.state_dict())          # strict: every name and shape must match
+
+idx = torch.randint(0, len(vocab), (32, 16))    # (B, T) token ids
+logits = gpt(idx)                               # (B, T, V)
+print(config)
+print(f"{sum(p.numel() for p in mine.parameters()):,} parameters (tied head counted once); "
+      f"largest logit difference, ours vs fmcourse.models.GPT: {(mine(idx) - logits).abs().max():.1e}")
+assert mine.head.weight is mine.token_embedding.weight, "the head is the embedding matrix"
+assert sum(p.numel() for p in mine.parameters()) == sum(p.numel() for p in gpt.parameters())
+assert torch.allclose(mine(idx), logits, atol=1e-5), "our GPT is the package's GPT"
+
+# %% [markdown]
+# From here on we use the package's `GPT`: the same model, plus input checks, dropout, other
+# positional encodings (`GPTConfig(positional=...)`), attention maps and `generate`.
+#
+# ### What a GPT is trained to predict: the next-token shift
+#
+# A GPT learns $p(x_{t+1} \mid x_0, \dots, x_t)$ at every position at once. The targets are the
+# inputs shifted by one: from a sequence of $T + 1$ tokens, the inputs are tokens $0..T-1$ and the
+# targets tokens $1..T$. Output $t$ has seen inputs $0..t$ (the causal mask guarantees it) and is
+# scored on token $t + 1$, which it has not seen. One sequence gives $T$ training examples.
+
+# %%
+sequence = torch.tensor([3, 1, 4, 1, 5, 9, 2, 6])
+inputs, targets = sequence[:-1], sequence[1:]          # (T,) each, T = 7
+print(f"{'position t':>12} | {'sees inputs 0..t':<16} | target (token t+1)")
+for t in range(len(inputs)):
+    print(f"{t:>12} | {' '.join(vocab[i] for i in inputs[:t + 1]):<16} | {vocab[targets[t]]}")
+with torch.no_grad():
+    shift_logits = gpt(inputs[None])                    # (1, T, V): one prediction per position
+shift_loss = F.cross_entropy(shift_logits[0], targets)  # T predictions scored at once
+print(f"{len(targets)} next-token predictions from one sequence; loss of the untrained GPT {shift_loss:.3f}")
+assert torch.equal(targets[:-1], inputs[1:]), "the targets are the inputs moved one step left"
+assert shift_logits.shape[1] == len(targets)
+
+# %% [markdown]
+# ### The same blocks without the mask: an encoder
+#
+# - A **GPT** (decoder-only) uses causal attention; trained on text, it is a language model (seed
+#   section 4.3).
 # - An **encoder** (BERT-style) lets every position see the whole sequence, except padding; it is
 #   trained by hiding tokens and predicting them from both sides (chapter 04).
 #
@@ -396,15 +477,6 @@ assert torch.equal(block(x), block(x)), "in evaluation, dropout is off"
 # random tokens should be close to $\ln V$, the cross-entropy of a uniform guess over $V$ tokens.
 
 # %%
-env.seed_everything(0)
-config = GPTConfig(vocab_size=len(vocab), context_length=16, n_layer=2, n_head=4, d_model=64)
-gpt = GPT(config)
-print(config)
-print(f"{sum(p.numel() for p in gpt.parameters()):,} parameters; head tied to the embedding:",
-      gpt.head.weight is gpt.token_embedding.weight)
-
-idx = torch.randint(0, len(vocab), (32, 16))                 # (B, T) token ids
-logits = gpt(idx)                                             # (B, T, V)
 loss_at_init = F.cross_entropy(logits.flatten(0, 1), torch.randint(0, len(vocab), (32 * 16,))).item()
 print(f"logits {tuple(logits.shape)}; loss at initialisation {loss_at_init:.3f}, ln V = {math.log(len(vocab)):.3f}")
 assert logits.shape == (32, 16, len(vocab))
@@ -508,7 +580,8 @@ assert sequence_accuracy >= 0.95
 # %%
 example = test_inputs[0]
 maps = gpt.attention_maps(example[None].to(device)).cpu()      # (n_layer, B, n_head, T, T)
-viz.attention_grid(maps[:, 0], [vocab[t] for t in example])
+grid = viz.attention_grid(maps[:, 0], [vocab[t] for t in example])
+grid.colorbar(grid.axes[0].images[0], ax=grid.axes, fraction=0.02, label="attention weight")
 plt.show()
 
 # For every head: the average weight that answer queries put on the mirrored input digit.
@@ -516,25 +589,189 @@ all_maps = gpt.attention_maps(test_inputs[:500].to(device)).cpu()
 queries = torch.arange(N_DIGITS, 2 * N_DIGITS)                  # positions predicting the answer
 mirror = torch.arange(N_DIGITS - 1, -1, -1)                     # the input digit each one needs
 on_mirror = all_maps[:, :, :, queries, mirror].mean(dim=(1, 3))  # (n_layer, n_head)
-print("weight on the mirrored digit, per layer (rows) and head (columns):\n", on_mirror.numpy().round(2))
-assert on_mirror.max() > 0.5, "some head has learned to look at the digit it must copy"
+uniform = (1 / (queries + 1).float()).mean().item()              # query q sees q + 1 keys
+fig, ax = plt.subplots(figsize=(6, 2.8))
+for layer in range(config.n_layer):
+    ax.bar(torch.arange(config.n_head) + 0.4 * layer, on_mirror[layer], width=0.4, label=f"layer {layer}")
+ax.axhline(uniform, color="grey", ls="--", label=f"uniform attention ({uniform:.2f})")
+ax.set(xticks=torch.arange(config.n_head) + 0.2, xticklabels=[f"head {h}" for h in range(config.n_head)],
+       ylabel="weight on the mirrored digit", ylim=(0, 1))
+ax.legend(fontsize=8)
+plt.show()
+assert on_mirror.max() > 0.5 > uniform, "some head has learned to look at the digit it must copy"
 
 # %% [markdown]
-# Explore: choose an input, a layer and a head. (The cell below draws the default once; the
-# explorer after it redraws as you move the controls.)
+# Explore: choose an input, a layer and a head, and find the head that draws the anti-diagonal in
+# the grid above. (Run headless, the explorer draws its first setting once.)
 
 # %%
 examples = {" ".join(vocab[t] for t in test_inputs[i, :N_DIGITS]): test_inputs[i] for i in range(6)}
 examples["1 2 3 4 5 6 7 8"] = torch.tensor([1, 2, 3, 4, 5, 6, 7, 8, SEP, 8, 7, 6, 5, 4, 3, 2])
-shown = widgets.draw_attention(gpt, example, layer=0, head=0, vocab=vocab)
-plt.show()
-assert torch.allclose(shown, maps[0, 0, 0])
-
-# %%
+check_fig, check_ax = plt.subplots()
+assert torch.allclose(widgets.draw_attention(gpt, example, layer=0, head=0, vocab=vocab, ax=check_ax), maps[0, 0, 0])
+plt.close(check_fig)  # the explorer draws the model's own weights
 widgets.attention_explorer(gpt, examples, vocab)
 
 # %% [markdown]
-# ## 11. What a Transformer costs
+# ## 11. Cross-attention and the encoder–decoder
+#
+# The original Transformer, T5 and most translation and speech-recognition models have **two**
+# stacks. The **encoder** reads the source (a sentence to translate, a spectrogram) with
+# bidirectional attention and returns a *memory* $M$, one vector per source position, shape
+# $(S, d)$. The **decoder** writes the target one token at a time, like a GPT, with causal
+# self-attention; between its self-attention and its MLP each decoder block has a third sub-layer,
+# **cross-attention**, in which the target positions ask and the source positions answer:
+#
+# $$\mathrm{CrossAttention}(X, M) = \mathrm{softmax}\!\left(\frac{(XW_Q)(MW_K)^\top}{\sqrt{d_k}}\right) MW_V,
+# \qquad X: (T, d),\; M: (S, d),\; \text{weights}: (T, S).$$
+#
+# The formula is attention's, with queries from one sequence and keys and values from another, so the
+# weight matrix is rectangular. It needs no causal mask (the whole source is known before the first
+# target token), only a padding mask for the source. A decoder block is then
+#
+# $$x \leftarrow x + \mathrm{MaskedSelfAttn}(\mathrm{LN}(x)),\quad
+# x \leftarrow x + \mathrm{CrossAttn}(\mathrm{LN}(x), M),\quad x \leftarrow x + \mathrm{MLP}(\mathrm{LN}(x)).$$
+
+# %%
+from matplotlib.patches import FancyArrowPatch, FancyBboxPatch
+
+from fmcourse.models import EncoderDecoder, EncoderDecoderConfig
+from fmcourse.nn import CrossAttention
+
+
+def box(ax, x, y, text, color, width=2.6, height=0.55):
+    ax.add_patch(FancyBboxPatch((x - width / 2, y - height / 2), width, height, boxstyle="round,pad=0.05",
+                                facecolor=color, edgecolor="black", lw=0.8))
+    ax.text(x, y, text, ha="center", va="center", fontsize=9)
+
+
+def arrow(ax, start, end, color="black", **kwargs):
+    ax.add_patch(FancyArrowPatch(start, end, arrowstyle="-|>", mutation_scale=12, color=color, lw=1.2, **kwargs))
+
+
+fig, ax = plt.subplots(figsize=(9, 5.6))
+encoder_x, decoder_x = 1.5, 6.0
+box(ax, encoder_x, 0.0, "source tokens $x_1..x_S$", "white")
+box(ax, encoder_x, 0.9, "embedding + positions", "#f3e6c8")
+box(ax, encoder_x, 1.9, "self-attention (all positions)", "#c8dcf3")
+box(ax, encoder_x, 2.7, "MLP", "#d9f0d3")
+box(ax, encoder_x, 3.7, "LayerNorm → memory $M$ (S, d)", "#f3e6c8")
+box(ax, decoder_x, 0.0, "target so far: [start] $y_1..y_{t}$", "white", width=3.0)
+box(ax, decoder_x, 0.9, "embedding + positions", "#f3e6c8")
+box(ax, decoder_x, 1.9, "causal self-attention", "#c8dcf3")
+box(ax, decoder_x, 2.7, "cross-attention: Q from here, K, V from $M$", "#f6c9c9", width=3.6)
+box(ax, decoder_x, 3.5, "MLP", "#d9f0d3")
+box(ax, decoder_x, 4.4, "LayerNorm → head (tied)", "#f3e6c8")
+box(ax, decoder_x, 5.3, "logits: $p(y_{t+1} \\mid y_{\\leq t}, x)$", "white", width=3.0)
+for x, levels in ((encoder_x, (0.0, 0.9, 1.9, 2.7, 3.7)), (decoder_x, (0.0, 0.9, 1.9, 2.7, 3.5, 4.4, 5.3))):
+    for low, high in zip(levels, levels[1:]):
+        arrow(ax, (x, low + 0.3), (x, high - 0.3))
+arrow(ax, (encoder_x + 1.35, 3.7), (decoder_x - 1.85, 2.75), color="C3", connectionstyle="arc3,rad=-0.2")
+ax.text(3.45, 4.35, "memory, read by\nevery decoder block", color="C3", fontsize=8, ha="center")
+for x, name, top in ((encoder_x, "× $n_{\\text{layer}}$ encoder blocks", 3.05), (decoder_x, "× $n_{\\text{layer}}$ decoder blocks", 3.85)):
+    ax.add_patch(plt.Rectangle((x - 2.0, 1.45), 4.0, top - 1.45, fill=False, ls="--", color="grey"))
+    ax.text(x - 1.95, top + 0.05, name, fontsize=8, color="grey", va="bottom")
+ax.set(xlim=(-0.5, 8.3), ylim=(-0.5, 5.8), title="the encoder–decoder Transformer")
+ax.axis("off")
+plt.show()
+
+# %% [markdown]
+# Cross-attention from scratch, with every shape, checked against the package's `CrossAttention`
+# (its `q` projects the queries, `kv` the keys and values) and against PyTorch's
+# `nn.MultiheadAttention` called with `query=x, key=memory, value=memory`. The second source is
+# padded: its last three positions must get no weight.
+
+# %%
+def my_cross_attention(x, memory, W_q, b_q, W_kv, b_kv, W_o, b_o, n_head, memory_is_token=None):
+    B, T, D = x.shape
+    S = memory.size(1)
+    q = (x @ W_q.T + b_q).view(B, T, n_head, D // n_head).transpose(1, 2)        # (B, h, T, D/h)
+    k, v = (memory @ W_kv.T + b_kv).split(D, dim=-1)                              # (B, S, D) each
+    k, v = (t.view(B, S, n_head, D // n_head).transpose(1, 2) for t in (k, v))   # (B, h, S, D/h)
+    scores = q @ k.transpose(-2, -1) / math.sqrt(D // n_head)                     # (B, h, T, S): rectangular
+    if memory_is_token is not None:
+        scores = scores.masked_fill(~memory_is_token[:, None, None, :], float("-inf"))
+    weights = scores.softmax(dim=-1)
+    return (weights @ v).transpose(1, 2).reshape(B, T, D) @ W_o.T + b_o, weights
+
+
+env.seed_everything(0)
+cross = CrossAttention(d_model, n_head)
+target_x, memory = torch.randn(2, 5, d_model), torch.randn(2, 9, d_model)   # T = 5 targets, S = 9 sources
+memory_is_token = torch.tensor([[True] * 9, [True] * 6 + [False] * 3])
+ours, cross_weights = my_cross_attention(target_x, memory, cross.q.weight, cross.q.bias, cross.kv.weight,
+                                         cross.kv.bias, cross.out.weight, cross.out.bias, n_head, memory_is_token)
+
+torch_cross = nn.MultiheadAttention(d_model, n_head, batch_first=True)
+with torch.no_grad():
+    torch_cross.in_proj_weight.copy_(torch.cat([cross.q.weight, cross.kv.weight]))   # q, k, v stacked
+    torch_cross.in_proj_bias.copy_(torch.cat([cross.q.bias, cross.kv.bias]))
+    torch_cross.out_proj.weight.copy_(cross.out.weight)
+    torch_cross.out_proj.bias.copy_(cross.out.bias)
+reference, _ = torch_cross(target_x, memory, memory, key_padding_mask=~memory_is_token)  # True = blocked
+
+print(f"weights {tuple(cross_weights.shape)} (batch, heads, targets, sources); output {tuple(ours.shape)}")
+for fast in (True, False):
+    cross.fast = fast
+    print(f"package ({'fast' if fast else 'teaching'} path) vs ours: {(cross(target_x, memory, memory_is_token) - ours).abs().max():.1e}, "
+          f"vs nn.MultiheadAttention: {(cross(target_x, memory, memory_is_token) - reference).abs().max():.1e}")
+    assert torch.allclose(cross(target_x, memory, memory_is_token), ours, atol=1e-5)
+    assert torch.allclose(cross(target_x, memory, memory_is_token), reference, atol=1e-5)
+assert (cross_weights[1, :, :, 6:] == 0).all(), "padded source positions get no weight"
+
+# the decoder block: Block(cross=True) is the three residual sub-layers above
+decoder_block = Block(d_model, n_head, causal=True, cross=True).eval()
+by_hand = target_x + decoder_block.attn(decoder_block.norm1(target_x))
+by_hand = by_hand + decoder_block.cross_attn(decoder_block.norm_cross(by_hand), memory, memory_is_token)
+by_hand = by_hand + decoder_block.mlp(decoder_block.norm2(by_hand))
+assert torch.allclose(decoder_block(target_x, memory=memory, memory_is_token=memory_is_token), by_hand, atol=1e-6)
+
+# %% [markdown]
+# The package's `EncoderDecoder` stacks these blocks as in the diagram (one vocabulary and one tied
+# embedding for both sides, as T5). We train one on the same reversal task as the GPT, now phrased as
+# a translation: the source is the 8 digits, the target is the separator (the *start* token) followed
+# by the reversed digits, and the decoder input is the target shifted right by one, the next-token
+# shift of section 8. One layer is enough here, because cross-attention can look up a source digit
+# directly. Chapter 07 trains this model to translate.
+
+# %%
+def reversal_pair(size, generator=None):
+    """(source, decoder input, decoder target): digits, '|' + reversed digits shifted right, reversed digits."""
+    digits = torch.randint(0, 10, (size, N_DIGITS), generator=generator)
+    target = torch.cat([torch.full((size, 1), SEP), digits.flip(1)], dim=1)   # start token, then the answer
+    return digits, target[:, :-1], target[:, 1:]
+
+
+env.seed_everything(0)
+pair_generator = torch.Generator().manual_seed(0)
+seq2seq = EncoderDecoder(EncoderDecoderConfig(vocab_size=len(vocab), context_length=N_DIGITS + 1, n_layer=1,
+                                              n_head=4, d_model=64))
+seq2seq_history = fit(seq2seq, lambda: reversal_pair(64, pair_generator), supervised(F.cross_entropy), steps=200,
+                      lr=3e-3, warmup_steps=20, val_data=[reversal_pair(500, torch.Generator().manual_seed(1))])
+
+test_source, test_decoder_input, test_answer = reversal_pair(500, torch.Generator().manual_seed(2))
+written = seq2seq.generate(test_source.to(device), start_token=SEP, max_new_tokens=N_DIGITS).cpu()[:, 1:]
+seq2seq_accuracy = (written == test_answer).all(dim=1).float().mean().item()
+print(f"whole answers right, greedy decoding: {seq2seq_accuracy:.1%} of 500 unseen sequences")
+
+cross_maps = seq2seq.cross_attention_maps(test_source.to(device), test_decoder_input.to(device)).cpu()  # (1, B, h, T, S)
+on_source_mirror = cross_maps[0][:, :, torch.arange(N_DIGITS), torch.arange(N_DIGITS - 1, -1, -1)].mean(dim=(0, 2))
+best_head = on_source_mirror.argmax().item()
+fig, ax = plt.subplots(figsize=(4.6, 3.8))
+image = ax.imshow(cross_maps[0, 0, best_head], cmap="Blues", vmin=0, vmax=1)
+fig.colorbar(image, ax=ax, label="cross-attention weight")
+ax.set_xticks(range(N_DIGITS), [vocab[t] for t in test_source[0]])
+ax.set_yticks(range(N_DIGITS), [vocab[t] for t in test_decoder_input[0]])
+ax.set(xlabel="source position (key)", ylabel="decoder input (query)",
+       title=f"head {best_head}: where each answer digit is read")
+plt.show()
+print("average weight on the mirrored source digit, per head:", on_source_mirror.numpy().round(2),
+      f"(uniform: {1 / N_DIGITS:.3f})")
+assert seq2seq_accuracy >= 0.95, "the encoder–decoder reverses digits"
+assert on_source_mirror.max() > 0.5 > 1 / N_DIGITS, "a cross-attention head reads the source digit it must copy"
+
+# %% [markdown]
+# ## 12. What a Transformer costs
 #
 # **Parameters.** With $d = d_{\text{model}}$, per block: attention has four $d \times d$ matrices
 # ($W_Q, W_K, W_V, W_O$) and their biases, $4d^2 + 4d$; the MLP has $d \times 4d$ and $4d \times d$
@@ -661,8 +898,13 @@ assert share[-1] > 0.5 > share[0], "the quadratic attention term takes over at l
 # - Attention alone ignores order: **positions** are added (sinusoidal, learned) or rotated into queries
 #   and keys (rotary, which makes scores depend on offsets only).
 # - A **block** is $x + \mathrm{MHA}(\mathrm{LN}(x))$, then $x + \mathrm{MLP}(\mathrm{LN}(x))$. A
-#   **GPT** stacks blocks with a causal mask and a tied head; an **encoder** uses the same blocks
-#   without it. At initialisation the loss is $\approx \ln V$.
+#   **GPT** is token embedding + positions, causal blocks, a final LayerNorm and a head tied to the
+#   embedding: a dozen lines, equal to `fmcourse.models.GPT` given the same weights. It is trained on
+#   the next-token shift (targets = inputs moved one step left); an **encoder** uses the same blocks
+#   without the causal mask. At initialisation the loss is $\approx \ln V$.
+# - **Cross-attention** takes queries from one sequence and keys and values from another (weights
+#   $T \times S$); in an **encoder–decoder** every decoder block reads the encoder's memory through
+#   it. A one-layer encoder–decoder learned reversal too, one head reading the mirrored source digit.
 # - A 2-layer GPT learned to reverse digit sequences in seconds, and its attention maps show the head
 #   that looks at the digit to copy.
 # - Parameters grow like $12\,n_{\text{layer}} d^2$ (plus embeddings); forward FLOPs per token like

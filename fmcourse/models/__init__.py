@@ -1,12 +1,14 @@
-"""Models assembled from fmcourse.nn: a GPT (decoder-only) and a BERT-style encoder, and their costs;
+"""Models assembled from fmcourse.nn: a GPT (decoder-only), a BERT-style encoder, an encoder–decoder,
+and their costs;
 contrastive models: image encoders, SimCLR and a CLIP-style dual encoder."""
 
 from fmcourse.models.contrastive import CLIP, ConvEncoder, MLPEncoder, SimCLR, TextEncoder, projection_head
 from fmcourse.models.cost import forward_flops, parameter_counts
 from fmcourse.models.encoder import Encoder, EncoderConfig
+from fmcourse.models.encoder_decoder import EncoderDecoder, EncoderDecoderConfig
 from fmcourse.models.gpt import GPT, GPTConfig
 from fmcourse.models.transformer import TransformerConfig, TransformerLM
 
-__all__ = ["GPT", "Encoder", "EncoderConfig", "GPTConfig", "TransformerConfig", "TransformerLM",
+__all__ = ["GPT", "Encoder", "EncoderConfig", "EncoderDecoder", "EncoderDecoderConfig", "GPTConfig", "TransformerConfig", "TransformerLM",
            "forward_flops", "parameter_counts",
            "CLIP", "ConvEncoder", "MLPEncoder", "SimCLR", "TextEncoder", "projection_head"]

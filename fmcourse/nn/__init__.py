@@ -1,7 +1,8 @@
-"""Neural-network building blocks: attention (teaching and fast paths), positions, Transformer blocks,
-LoRA adapters."""
+"""Neural-network building blocks: attention (teaching and fast paths, self- and cross-attention),
+positions, Transformer blocks, LoRA adapters."""
 
 from fmcourse.nn.attention import (
+    CrossAttention,
     MultiHeadAttention,
     attention,
     attention_weights,
@@ -14,6 +15,7 @@ from fmcourse.nn.lora import LoRALinear
 from fmcourse.nn.positional import Rotary, sinusoidal_positions
 
 __all__ = [
+    "CrossAttention",
     "mean_over_tokens",
     "MLP",
     "Block",

@@ -170,9 +170,69 @@ class MultiHeadAttention(nn.Module):
         return (y, weights) if need_weights else y
 
 
+class CrossAttention(nn.Module):
+    """Multi-head cross-attention: queries from one sequence, keys and values from another.
+
+    The decoder of an encoder–decoder (the original Transformer, T5) reads the encoder's output, the
+    *memory*, this way: ``x`` ``(B, Tq, d_model)`` asks, ``memory`` ``(B, Tk, d_model)`` answers, and
+    the two lengths may differ. ``q`` projects the queries, ``kv`` the keys and values at once
+    (weight ``(2 d_model, d_model)``, stacked k, v; with ``q`` on top this is
+    ``nn.MultiheadAttention.in_proj_weight``); ``out`` mixes the heads back. No causal mask: every
+    query may look at every real memory position. Set ``fast = False`` for the teaching path.
+    """
+
+    def __init__(self, d_model: int, n_head: int, dropout: float = 0.0, bias: bool = True):
+        super().__init__()
+        if d_model % n_head != 0:
+            raise ValueError(
+                f"d_model={d_model} is not divisible by n_head={n_head}: each head needs an equal share "
+                f"(d_model % n_head = {d_model % n_head})"
+            )
+        self.n_head, self.head_dim = n_head, d_model // n_head
+        self.q = nn.Linear(d_model, d_model, bias=bias)
+        self.kv = nn.Linear(d_model, 2 * d_model, bias=bias)
+        self.out = nn.Linear(d_model, d_model, bias=bias)
+        self.weight_dropout = dropout
+        self.out_dropout = nn.Dropout(dropout)
+        self.fast = True
+
+    def forward(self, x: torch.Tensor, memory: torch.Tensor, memory_is_token: torch.Tensor | None = None,
+                need_weights: bool = False) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+        """x: ``(B, Tq, d_model)``; memory: ``(B, Tk, d_model)``; memory_is_token: optional ``(B, Tk)``
+        bool, False at the memory's padding.
+
+        Returns ``(B, Tq, d_model)``, and with ``need_weights`` also the weights ``(B, n_head, Tq, Tk)``.
+        """
+        D = self.q.in_features
+        if x.dim() != 3 or x.size(-1) != D:
+            raise ValueError(f"expected x of shape (batch, length, {D}), got {tuple(x.shape)}")
+        if memory.dim() != 3 or memory.size(-1) != D or memory.size(0) != x.size(0):
+            raise ValueError(f"expected memory of shape ({x.size(0)}, memory length, {D}) to match x "
+                             f"{tuple(x.shape)}, got {tuple(memory.shape)}")
+        B, Tq, _ = x.shape
+        Tk = memory.size(1)
+        q = self.q(x).view(B, Tq, self.n_head, self.head_dim).transpose(1, 2)                 # (B, h, Tq, hd)
+        k, v = self.kv(memory).view(B, Tk, 2, self.n_head, self.head_dim).permute(2, 0, 3, 1, 4)  # (B, h, Tk, hd)
+        mask = None
+        if memory_is_token is not None:
+            if memory_is_token.shape != (B, Tk):
+                raise ValueError(f"memory_is_token must have the shape (batch, memory length) = {(B, Tk)}, "
+                                 f"got {tuple(memory_is_token.shape)}")
+            mask = padding_mask(memory_is_token)  # (B, 1, 1, Tk)
+        dropout = self.weight_dropout if self.training else 0.0
+        if need_weights:
+            weights = attention_weights(q, k, mask)
+            y = F.dropout(weights, dropout) @ v
+        else:
+            y = attention(q, k, v, mask, dropout=dropout, fast=self.fast)
+        y = self.out_dropout(self.out(y.transpose(1, 2).reshape(B, Tq, D)))
+        return (y, weights) if need_weights else y
+
+
 def set_fast_attention(model: nn.Module, fast: bool = True) -> nn.Module:
-    """Switch every ``MultiHeadAttention`` inside ``model`` to the fast (True) or teaching path."""
+    """Switch every ``MultiHeadAttention`` and ``CrossAttention`` inside ``model`` to the fast (True)
+    or teaching path."""
     for module in model.modules():
-        if isinstance(module, MultiHeadAttention):
+        if isinstance(module, (MultiHeadAttention, CrossAttention)):
             module.fast = fast
     return model

@@ -845,8 +845,8 @@ assert counter.get_total_flops() == sum(flops.values())
 
 # %% [markdown]
 # **Cost against context length.** A bigger model with a long context, one forward pass at growing
-# lengths, on both attention paths. At short lengths the linear terms dominate; past $T = 6d$ (see
-# exercise 4) the $T^2$ attention term takes over, and the teaching path also stores a $(T, T)$ matrix
+# lengths, on both attention paths. At short lengths the linear terms dominate; past about $T = 6d$
+# the $T^2$ attention term takes over, and the teaching path also stores a $(T, T)$ matrix
 # per head, which the fused kernel avoids.
 
 # %%

@@ -555,12 +555,15 @@ assert floor < bigram_level < unigram_level, "each token of context lowers the f
 # %%
 env.seed_everything(0)
 markov_gpt = GPT(GPTConfig(vocab_size=6, context_length=32, n_layer=1, n_head=4, d_model=48))
+markov_start = evaluate(markov_gpt, markov_batches, device=device)  # before any training
 markov_history = fit(markov_gpt, causal_lm_batches(markov_train, 32, 32, generator=torch.Generator().manual_seed(0)),
-                     steps=300, lr=1e-2, warmup_steps=20, val_data=markov_batches, eval_every=10, device=device)
+                     steps=300, lr=1e-2, warmup_steps=20, val_data=markov_batches, eval_every=10, device=device,
+                     plot=False)
 
 MARGIN = 0.05  # nats: how close to the floor the model must come in 300 steps
-fig, ax = plt.subplots(figsize=(8, 3.5))
-ax.plot([s + 1 for s in markov_history.val_steps], markov_history.val_loss, "o-", color="C1", label="GPT, validation")
+fig, ax = plt.subplots(figsize=(10, 3.5))
+ax.plot([0] + [s + 1 for s in markov_history.val_steps], [markov_start] + markov_history.val_loss, "o-", color="C1",
+        label="GPT, validation")
 ax.axhline(math.log(6), color="grey", ls=":", label=f"uniform, ln 6 = {math.log(6):.2f}")
 ax.axhline(unigram_level, color="grey", ls="--", label=f"unigram level H(X_t) = {unigram_level:.3f}")
 ax.axhline(bigram_level, color="C0", ls="--", label=f"bigram level H(X_t | X_t-1) = {bigram_level:.3f}")
@@ -568,7 +571,8 @@ ax.axhline(floor, color="black", label=f"entropy rate H = {floor:.3f} (the floor
 ax.axhspan(floor, floor + MARGIN, color="C2", alpha=0.2, label=f"within {MARGIN} nats of the floor")
 ax.set_xlabel("step")
 ax.set_ylabel("nats per token")
-ax.legend()
+ax.legend(loc="center left", bbox_to_anchor=(1.01, 0.5), fontsize=8)
+fig.tight_layout()
 plt.show()
 gap = markov_history.val_loss[-1] - floor
 early = [loss for step, loss in zip(markov_history.val_steps, markov_history.val_loss) if 10 <= step + 1 <= 60]
@@ -723,7 +727,8 @@ for ax, values, title in ((axes[0], per_token, "validation: nats per token"),
     ax.set_title(title)
 axes[1].scatter(list(unigram_per_char), list(unigram_per_char.values()), color="black", marker="_", s=900,
                 label="unigram baseline")
-axes[1].legend(loc="lower left", fontsize=8)
+axes[1].legend(loc="upper right", fontsize=8)
+axes[1].set_ylim(0, 1.25 * max(unigram_per_char.values()))
 for kind, run in runs.items():
     axes[2].plot(run.history.lr, color="C0" if kind == "char" else "C2", ls="-" if kind == "char" else "--", label=kind)
 axes[2].set(title="learning rate of both runs", xlabel="step")

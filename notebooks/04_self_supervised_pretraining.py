@@ -607,16 +607,17 @@ assert min(markov_history.val_loss) > table_loss - 3 * noise, "no model beats th
 # %%
 word = list("pretrain")
 n = len(word)
-fig, axes = plt.subplots(1, 2, figsize=(8, 3.8))
+fig, axes = plt.subplots(1, 2, figsize=(9, 3.8))
 for ax, mask, title in ((axes[0], causal_mask(n), "GPT: causal, the past only"),
                         (axes[1], torch.ones(n, n, dtype=torch.bool), "BERT: both sides")):
-    ax.imshow(mask.numpy(), cmap="Blues", vmin=0, vmax=1.3)
+    image = ax.imshow(mask.numpy(), cmap="Blues", vmin=0, vmax=1)
     ax.set_xticks(range(n), word)
     ax.set_yticks(range(n), word)
     ax.set_xlabel("key (may be looked at)")
     ax.set_title(title)
 axes[0].set_ylabel("query (looking)")
-plt.tight_layout()
+colorbar = fig.colorbar(image, ax=axes, ticks=[0, 1], shrink=0.8)
+colorbar.ax.set_yticklabels(["hidden", "visible"])
 plt.show()
 assert torch.equal(causal_mask(n), torch.ones(n, n, dtype=torch.bool).tril())
 

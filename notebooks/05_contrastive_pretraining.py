@@ -181,8 +181,8 @@ for i in range(N):  # the formula, one term at a time
 S = F.normalize(q, dim=1) @ F.normalize(k, dim=1).T                          # (N, N) cosine similarities
 as_cross_entropy = F.cross_entropy(S / tau, torch.arange(N))                # row i's answer: column i
 
-fig, ax = plt.subplots(figsize=(3.6, 3.2))
-ax.imshow(S, cmap="coolwarm", vmin=-1, vmax=1)
+fig, ax = plt.subplots(figsize=(4.2, 3.2))
+fig.colorbar(ax.imshow(S, cmap="coolwarm", vmin=-1, vmax=1), ax=ax, label="cosine similarity")
 ax.set(xlabel="key j", ylabel="query i", title="similarities; targets on the diagonal")
 plt.show()
 print(f"loops {by_loops:.6f}   cross-entropy {as_cross_entropy.item():.6f}   "
@@ -425,7 +425,7 @@ for ax, kind in zip(axes, ("linear", "kNN")):
         ax.plot(ticks, probe_accuracy[name][kind], style, label=name)
     ax.set(xlabel="labelled images per class", title=f"{kind} probe on frozen features, 500 test images")
     ax.grid(alpha=0.3)
-axes[0].set_ylabel("test accuracy")
+axes[0].set_ylabel("test accuracy (chance: 0.1)")
 axes[0].legend()
 fig.tight_layout()
 plt.show()

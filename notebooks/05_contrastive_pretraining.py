@@ -478,7 +478,8 @@ assert head_accuracy["h (encoder)"][0] > head_accuracy["z (projection head)"][0]
 
 # %% [markdown]
 # The probe reads $h$ better than $z$, but on these digits, with these augmentations, the difference
-# is small: about a point with five labels per class. The next experiment shows when it grows.
+# is small: one to two points, with five labels per class or with all of them. The next experiment
+# shows when it grows.
 #
 # ### Which augmentations matter? An ablation
 #

@@ -421,13 +421,17 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{source}: {len(text):,} characters; training a {'GPT' if settings.objective == 'causal' else 'encoder'} "
               f"({settings.n_layer} layers, width {settings.d_model}, context {settings.context_length}) "
               f"for {settings.steps} steps", flush=True)
+        if 2 * settings.warmup_steps > settings.steps:
+            print(f"note: the learning-rate warm-up ({settings.warmup_steps} steps) fills more than half of the "
+                  f"run ({settings.steps} steps), so the rate stays low for most of it; give --warmup-steps "
+                  f"about a tenth of --steps", flush=True)
         if settings.tokenizer == "char" and (unseen := sorted(set(args.prompt) - set(clean_text(text)))):
             raise ValueError(f"the prompt has characters that the text never uses: {''.join(unseen)!r}")
         result = pretrain(text, settings, device=env.get_device(args.device), plot=False)
         if settings.objective == "causal":
             encode_prompt(result.tokenizer, args.prompt)  # a character seen in validation only fails here
     except (ValueError, FileNotFoundError, RuntimeError) as error:
-        parser.error(str(error))  # a clear message and exit status 2, no traceback
+        parser.exit(2, f"{parser.prog}: error: {error}\n")  # a clear message and exit status 2, no traceback
     summary = result.summary()
     history = result.history
     for step, loss in zip(history.val_steps, history.val_loss):

@@ -302,3 +302,39 @@ def test_embedding_map_plots_the_principal_components():
     plt.close("all")
     with pytest.raises(ValueError, match=r"features must be \(N, D\)"):
         viz.embedding_map(x, y[:10])
+
+
+# --- the augmentation ablation that chapter 05 loads -------------------------------------------
+
+
+def _bench_module(name: str):
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "bench" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(f"bench_{name}", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module, path.parent / "results"
+
+
+def test_the_augmentation_ablation_results_match_its_script_and_the_chapter():
+    import json
+
+    from fmcourse.data import Augment
+
+    bench, results = _bench_module("simclr_augmentations")
+    stored = json.loads((results / "simclr_augmentations.json").read_text(encoding="utf-8"))
+    expected = bench.settings()
+    assert list(stored["settings"]) == list(expected), "rerun bench/simclr_augmentations.py"
+    for name, row in stored["settings"].items():
+        as_built = {k: tuple(v) if isinstance(v, list) else v for k, v in row["augment"].items()}
+        assert as_built == expected[name], name
+        Augment(**as_built)  # every stored setting is a valid augmentation
+        assert len(row["h"]) == len(row["z"]) == len(row["knn_all"]) == stored["seeds"]
+        assert all(0 <= a <= 1 for key in ("h", "z", "knn_all") for a in row[key])
+    none = expected["none"]
+    assert none["crop_scale"] == (1.0, 1.0) and none["max_rotation"] == 0 and none["blur_p"] == 0
+    assert none["noise_std"] == 0 and none["erase_p"] == 0
+    build, _ = _bench_module("../data/build_simclr")
+    assert bench.ALL == build.AUGMENT, "the ablation's full augmentation is the chapter's"

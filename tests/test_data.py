@@ -269,6 +269,28 @@ def test_entropy_rate_matches_a_long_sample(order):
     assert empirical_conditional_entropy(tokens, order) == pytest.approx(chain.entropy_rate(), abs=0.01)
 
 
+def test_conditional_entropies_match_a_long_sample_and_fall_with_more_context():
+    chain = MarkovChain.random(6, order=2, sharpness=1.5, generator=torch.Generator().manual_seed(2))
+    tokens = chain.sample(300_000, torch.Generator().manual_seed(7))
+    levels = [chain.conditional_entropy(k) for k in range(3)]
+    for k, level in enumerate(levels):
+        assert empirical_conditional_entropy(tokens, k) == pytest.approx(level, abs=0.01), k
+    assert levels[2] == pytest.approx(chain.entropy_rate(), rel=1e-12)
+    pi_tokens = chain.stationary().reshape(6, 6).sum(0)  # the newest token of each context
+    assert levels[0] == pytest.approx(-(pi_tokens * pi_tokens.log()).sum().item(), rel=1e-9)
+    assert levels[0] > levels[1] > levels[2]
+
+
+def test_conditional_entropy_of_a_two_state_chain_by_hand():
+    a, b = 0.1, 0.3
+    chain = MarkovChain(torch.tensor([[1 - a, a], [b, 1 - b]], dtype=torch.float64))
+    assert chain.conditional_entropy(0) == pytest.approx(binary_entropy(a / (a + b)), rel=1e-12)
+    assert chain.conditional_entropy(1) == pytest.approx(chain.entropy_rate(), rel=1e-12)
+    for bad in (-1, 2, 1.0, True):
+        with pytest.raises(ValueError, match="context_length"):
+            chain.conditional_entropy(bad)
+
+
 def test_sample_follows_the_transition_table_and_is_seeded():
     chain = MarkovChain.random(4, generator=torch.Generator().manual_seed(0))
     tokens = chain.sample(200_000, torch.Generator().manual_seed(1))

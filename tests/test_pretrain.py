@@ -218,8 +218,20 @@ def test_command_refuses_empty_and_binary_files_with_a_message(tmp_path, capsys,
     with pytest.raises(SystemExit) as exit_info:
         main(["--text", str(source), "--out", str(tmp_path / "run"), "--steps", "5"])
     assert exit_info.value.code == 2
-    assert message in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert message in err
+    assert "usage:" not in err, "the message alone, without the whole usage text"
     assert not (tmp_path / "run").exists(), "nothing is written"
+
+
+def test_command_warns_when_the_warm_up_fills_most_of_the_run(tmp_path, capsys):
+    text, _ = markov_text(80)
+    source = tmp_path / "letters.txt"
+    source.write_text(text, encoding="utf-8")
+    main(["--text", str(source), "--out", str(tmp_path / "a")] + COMMAND)  # the default warm-up: 300 of 30 steps
+    assert "note: the learning-rate warm-up (300 steps)" in capsys.readouterr().out
+    main(["--text", str(source), "--out", str(tmp_path / "b"), "--warmup-steps", "3"] + COMMAND)
+    assert "note:" not in capsys.readouterr().out
 
 
 def test_command_refuses_a_prompt_with_characters_the_text_lacks(tmp_path, capsys):

@@ -107,6 +107,26 @@ class MarkovChain:
         row_entropy = -torch.special.xlogy(p, p).sum(dim=1)
         return float(self.stationary() @ row_entropy)
 
+    def conditional_entropy(self, context_length: int) -> float:
+        """Nats per token of the best model that sees only the previous ``context_length`` tokens:
+        ``H(X_t | X_{t-k}, ..., X_{t-1})`` in the long run, for ``0 <= k <= order``.
+
+        ``k = 0`` is the entropy of the token frequencies (the unigram level), ``k = 1`` the bigram
+        level ``H(X_t | X_{t-1})``, and ``k = order`` the entropy rate. Seeing more never hurts, so
+        the values fall (or stay) as ``k`` grows. Computed from the stationary joint distribution of
+        ``(context, next token)``, summed over the older context tokens a shorter model cannot see.
+        """
+        if not isinstance(context_length, int) or isinstance(context_length, bool) \
+                or not 0 <= context_length <= self.order:
+            raise ValueError(f"context_length must be an int from 0 to order={self.order}, got {context_length!r}")
+        v = self.vocab_size
+        joint = self.stationary()[:, None] * self.transition  # (V**order, V): p(context, next)
+        # Keep only the newest context_length tokens of each context: sum over the older ones.
+        joint = joint.reshape(v ** (self.order - context_length), v**context_length * v).sum(dim=0)
+        joint = joint.reshape(v**context_length, v)
+        seen = joint.sum(dim=1, keepdim=True)  # p(newest context_length tokens)
+        return float(-torch.special.xlogy(joint, joint / seen.clamp_min(1e-300)).sum())
+
     def sample(self, length: int, generator: torch.Generator | None = None) -> torch.Tensor:
         """``(length,)`` int64 tokens of one chain started from its stationary distribution."""
         if not isinstance(length, int) or length < 1:

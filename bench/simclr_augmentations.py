@@ -13,8 +13,9 @@ seed 0 is exactly the chapter's run). Each encoder is scored by a linear probe
 (``fmcourse.finetune.linear_probe``) trained on 5 labelled images per class (three random draws of
 the 50 images, averaged) and tested on the 500 test images, on the features ``h`` (what is kept) and
 on the projections ``z = g(h)`` (what the loss saw), and by 5-nearest neighbours on ``h`` with all the
-training labels, against the same on raw pixels. Writes bench/results/simclr_augmentations.json
-(read by chapter 05) and .md, and prints the table.
+training labels, against the same on raw pixels. Writes fmcourse/shipped/simclr_augmentations.json
+(chapter 05 loads it, so it travels with the package) and bench/results/simclr_augmentations.md, and
+prints the table.
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ from fmcourse.models import MLPEncoder, SimCLR
 from fmcourse.train import fit
 
 RESULTS = Path(__file__).resolve().parent / "results" / "simclr_augmentations"
+SHIPPED = Path(__file__).resolve().parent.parent / "fmcourse" / "shipped" / "simclr_augmentations.json"
 ALL = dict(crop_scale=(0.5, 1.0), max_rotation=15, blur_p=0.5, blur_sigma=(0.2, 0.8), noise_std=0.1,
            erase_p=0.25, erase_area=(0.05, 0.2))  # chapter 05's augmentation
 OFF = {"crop": dict(crop_scale=(1.0, 1.0)), "rotation": dict(max_rotation=0), "blur": dict(blur_p=0.0),
@@ -120,7 +122,7 @@ def main(argv: list[str] | None = None) -> dict:
               "test_images": len(y_test), "raw_pixels": probe_scores(None, x_train, y_train, x_test, y_test),
               "settings": rows}
     RESULTS.parent.mkdir(exist_ok=True)
-    RESULTS.with_suffix(".json").write_text(json.dumps(result, indent=1) + "\n", encoding="utf-8")
+    SHIPPED.write_text(json.dumps(result, indent=1) + "\n", encoding="utf-8")
     lines = [
         "# SimCLR on the digits: which augmentations matter",
         "",

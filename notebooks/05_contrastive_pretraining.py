@@ -490,21 +490,15 @@ assert head_accuracy["h (encoder)"][0] > head_accuracy["z (projection head)"][0]
 # same way, by the linear probe with 5 labels per class (three draws of the labelled images,
 # averaged). Pretraining has its own randomness, so each setting is pretrained with 3 seeds, and
 # the plot shows the mean and the range. That is 24 pretraining runs, about two minutes, so
-# `bench/simclr_augmentations.py` makes them once and writes its results to `bench/results/`; here
-# we load them and rerun one setting live.
+# `bench/simclr_augmentations.py` makes them once and ships its results with the package
+# (`fmcourse/shipped/simclr_augmentations.json`); here we load them and rerun one setting live.
 
 # %%
 import json
-from pathlib import Path
 
-ablation_file = next((folder / "bench" / "results" / "simclr_augmentations.json" for folder in (Path.cwd(), *Path.cwd().parents)
-                      if (folder / "bench" / "results" / "simclr_augmentations.json").is_file()), None)
-if ablation_file is None:
-    print("bench/results/simclr_augmentations.json is not here (it comes with the course's repository; "
-          "`python bench/simclr_augmentations.py` makes it): only the live run below")
-    ablation = {"settings": {"none": {"augment": no_change, "h": [float("nan")], "z": [float("nan")]}}}
-else:
-    ablation = json.loads(ablation_file.read_text(encoding="utf-8"))
+from fmcourse import shipped
+
+ablation = json.loads(shipped.path("simclr_augmentations.json").read_text(encoding="utf-8"))
 rows = ablation["settings"]
 
 # The live part: the chapter's own run is seed 0 of "all five"; rerun seed 0 of "none" as well.
@@ -539,19 +533,18 @@ fig.legend(*axes[0].get_legend_handles_labels(), loc="lower center", ncols=4, fo
 fig.tight_layout()
 plt.show()
 print(f"live, seed 0: all five h {few['SimCLR encoder']:.1%}, none h {live['h']:.1%} / z {live['z']:.1%}")
-if ablation_file is not None:
-    print(f"bench, seed 0: all five h {rows['all five']['h'][0]:.1%}, none h {rows['none']['h'][0]:.1%} / "
-          f"z {rows['none']['z'][0]:.1%}")
-    for name, value in (("all five", few["SimCLR encoder"]), ("none", live["h"])):
-        assert abs(value - rows[name]["h"][0]) < 0.02, f"the live run of {name!r} repeats the bench's seed 0"
-    mean = {n: sum(rows[n]["h"]) / len(rows[n]["h"]) for n in names}
-    assert all(mean[n] > mean["all five"] - 0.05 for n in names if n.startswith("without")), "no single one is vital"
-    assert mean["crop only"] < mean["all five"] and mean["none"] < few["raw pixels"] - 0.05
-    assert all(sum(rows[n]["h"]) >= sum(rows[n]["z"]) for n in names), "h is read better than z in every setting"
-    best_knn = max(max(rows[n]["knn_all"]) for n in names)
-    print(f"kNN with all labels: raw pixels {ablation['raw_pixels']['knn_all']:.1%}, the best of the 24 SimCLR "
-          f"encoders {best_knn:.1%}")
-    assert best_knn < ablation["raw_pixels"]["knn_all"], "with every label, pixel neighbours beat every run"
+print(f"bench, seed 0: all five h {rows['all five']['h'][0]:.1%}, none h {rows['none']['h'][0]:.1%} / "
+      f"z {rows['none']['z'][0]:.1%}")
+for name, value in (("all five", few["SimCLR encoder"]), ("none", live["h"])):
+    assert abs(value - rows[name]["h"][0]) < 0.02, f"the live run of {name!r} repeats the bench's seed 0"
+mean = {n: sum(rows[n]["h"]) / len(rows[n]["h"]) for n in names}
+assert all(mean[n] > mean["all five"] - 0.05 for n in names if n.startswith("without")), "no single one is vital"
+assert mean["crop only"] < mean["all five"] and mean["none"] < few["raw pixels"] - 0.05
+assert all(sum(rows[n]["h"]) >= sum(rows[n]["z"]) for n in names), "h is read better than z in every setting"
+best_knn = max(max(rows[n]["knn_all"]) for n in names)
+print(f"kNN with all labels: raw pixels {ablation['raw_pixels']['knn_all']:.1%}, the best of the 24 SimCLR "
+      f"encoders {best_knn:.1%}")
+assert best_knn < ablation["raw_pixels"]["knn_all"], "with every label, pixel neighbours beat every run"
 assert live["h"] < few["raw pixels"], "without augmentations, SimCLR learns less than the pixels hold"
 
 # %% [markdown]

@@ -323,8 +323,10 @@ def test_the_augmentation_ablation_results_match_its_script_and_the_chapter():
 
     from fmcourse.data import Augment
 
-    bench, results = _bench_module("simclr_augmentations")
-    stored = json.loads((results / "simclr_augmentations.json").read_text(encoding="utf-8"))
+    from fmcourse import shipped
+
+    bench, _ = _bench_module("simclr_augmentations")
+    stored = json.loads(shipped.path("simclr_augmentations.json").read_text(encoding="utf-8"))
     expected = bench.settings()
     assert list(stored["settings"]) == list(expected), "rerun bench/simclr_augmentations.py"
     for name, row in stored["settings"].items():

@@ -148,17 +148,42 @@ def stratified_subset(labels: torch.Tensor, fraction: float, seed: int = 0) -> t
 
 # --- changing the model: freezing, classification heads, LoRA ---------------------------------------
 
-def freeze(module: nn.Module) -> nn.Module:
-    """Stop gradients to every parameter of ``module`` (``requires_grad=False``); returns it.
+_NORM_WITH_STATISTICS = (nn.modules.batchnorm._BatchNorm, nn.modules.instancenorm._InstanceNorm)
 
-    Normalisation statistics (BatchNorm's running mean and variance) are buffers, not parameters:
-    they still follow the data while the module is in training mode.
+
+def _frozen_norm_runs_in_eval(layer: nn.Module, inputs: tuple) -> None:
+    """Forward pre-hook of a frozen normalisation layer: normalise with the stored running statistics
+    and leave them untouched, whatever mode the surrounding model is in."""
+    if getattr(layer, "fmcourse_frozen", False):
+        layer.training = False
+
+
+def freeze(module: nn.Module) -> nn.Module:
+    """Stop gradients to every parameter of ``module`` (``requires_grad=False``) and freeze its
+    normalisation statistics; returns it.
+
+    BatchNorm's running mean and variance are buffers, not parameters: a frozen layer in training
+    mode would still normalise with the batch's statistics and overwrite its stored ones. So every
+    BatchNorm (and InstanceNorm with running statistics) inside ``module`` runs in evaluation mode
+    from now on, even when ``fit`` puts the whole model in training mode: training a head or adapters
+    on a frozen backbone leaves every number of its ``state_dict`` exactly as it was.
     """
-    return module.requires_grad_(False)
+    module.requires_grad_(False)
+    for layer in module.modules():
+        if isinstance(layer, _NORM_WITH_STATISTICS):
+            if not hasattr(layer, "fmcourse_frozen"):
+                layer.register_forward_pre_hook(_frozen_norm_runs_in_eval)
+            layer.fmcourse_frozen = True
+            layer.eval()
+    return module
 
 
 def unfreeze(module: nn.Module) -> nn.Module:
-    """Let gradients reach every parameter of ``module`` again; returns it."""
+    """Let gradients reach every parameter of ``module`` again, and its normalisation layers follow
+    the model's training mode (and update their statistics in it) again; returns it."""
+    for layer in module.modules():
+        if isinstance(layer, _NORM_WITH_STATISTICS):
+            layer.fmcourse_frozen = False
     return module.requires_grad_(True)
 
 

@@ -138,6 +138,48 @@ def test_lora_fine_tuning_learns_a_task_and_leaves_the_pretrained_weights_alone(
         assert torch.equal(tensor, pretrained[name]), f"{name} changed"
 
 
+def _digit_batches(n=128, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    images, labels = torch.rand(n, 1, 8, 8, generator=g), torch.randint(0, 3, (n,), generator=g)
+    return [(images[i:i + 32], labels[i:i + 32]) for i in range(0, n, 32)]
+
+
+def test_a_frozen_backbone_with_batchnorm_is_bit_identical_after_training_its_head():
+    torch.manual_seed(0)
+    encoder = MLPEncoder((1, 8, 8), hidden=16, dim=8)
+    fit(encoder, _digit_batches(seed=1), lambda m, b: m(b[0]).pow(2).mean(), steps=3, device="cpu", plot=False,
+        progress=False)  # non-trivial running statistics, as after pretraining
+    before = copy.deepcopy(encoder.state_dict())
+    model = Classifier(freeze(encoder), num_classes=3)
+    fit(model, _digit_batches(), lambda m, batch: m.loss(*batch), steps=8, lr=1e-2, device="cpu", plot=False,
+        progress=False)
+    for name, tensor in encoder.state_dict().items():  # running_mean, running_var, num_batches_tracked too
+        assert torch.equal(tensor, before[name]), f"{name} changed"
+    assert not torch.equal(model.head.weight, nn.Linear(8, 3).weight), "the head did train"
+    # the frozen encoder now normalises with its stored statistics, in training mode as in evaluation
+    x = _digit_batches()[0][0]
+    with torch.no_grad():
+        in_train = encoder.train()(x)
+        torch.testing.assert_close(in_train, encoder.eval()(x))
+
+
+def test_lora_on_a_batchnorm_encoder_is_removable_exactly_and_unfreeze_restores_the_statistics():
+    torch.manual_seed(0)
+    encoder = MLPEncoder((1, 8, 8), hidden=16, dim=8)
+    before = copy.deepcopy(encoder.state_dict())
+    model = Classifier(encoder, num_classes=3)
+    add_lora(model.backbone, rank=2, targets=None)
+    fit(model, _digit_batches(), lambda m, batch: m.loss(*batch), steps=8, lr=1e-2, device="cpu", plot=False,
+        progress=False)
+    remove_lora(model.backbone)
+    for name, tensor in model.backbone.state_dict().items():
+        assert torch.equal(tensor, before[name]), f"{name} changed"
+    unfreeze(model)
+    fit(model, _digit_batches(), lambda m, batch: m.loss(*batch), steps=2, device="cpu", plot=False, progress=False)
+    assert not torch.equal(model.backbone.net[2].running_mean, before["net.2.running_mean"]), \
+        "unfrozen, BatchNorm follows the data again"
+
+
 # --- the chapter's plots ----------------------------------------------------------------------------
 
 def test_lora_sweep_draws_and_returns_the_selected_run():

@@ -273,3 +273,48 @@ def test_the_packaged_model_equals_mean_pooled_transformers_outputs():
     torch.testing.assert_close(ours, reference, atol=1e-5, rtol=1e-4)
     similarity = ours @ ours.T
     assert similarity[0, 1] > similarity[0, 2] + 0.3, "the cat and the kitten are close, the market is not"
+
+
+# --- baselines and choices on validation ----------------------------------------------------------
+
+def test_tuned_linear_probe_picks_the_best_penalty_on_validation():
+    from fmcourse.finetune import linear_probe, tuned_linear_probe
+
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(120, 6, generator=g)
+    y = (x[:, 0] + 0.8 * torch.randn(120, generator=g) > 0).long()
+    l2s = (1e-3, 1e-1, 10.0)
+    probe, l2, score = tuned_linear_probe(x[:40], y[:40], x[40:], y[40:], l2s)
+    by_hand = {v: accuracy(linear_probe(x[:40], y[:40], l2=v)(x[40:]), y[40:]) for v in l2s}
+    assert score == max(by_hand.values()) and by_hand[l2] == score
+    assert l2 == max(v for v in l2s if by_hand[v] == score), "a tie goes to the stronger penalty"
+    torch.testing.assert_close(probe(x[40:]), linear_probe(x[:40], y[:40], l2=l2)(x[40:]))
+    with pytest.raises(ValueError, match="l2s is empty"):
+        tuned_linear_probe(x[:40], y[:40], x[40:], y[40:], ())
+
+
+def test_char_ngram_counts_count_pairs_of_characters_by_hand():
+    from fmcourse.finetune import char_ngram_counts
+
+    train, other = char_ngram_counts(["abab", "ba"], ["abz"])
+    # the vocabulary of bigrams from the training texts, sorted: "ab", "ba"
+    assert train.tolist() == [[2, 1], [0, 1]] and other.tolist() == [[1, 0]], "'bz' was never seen in training"
+    with pytest.raises(TypeError, match="list of strings"):
+        char_ngram_counts("abab")
+
+
+def test_logistic_regression_baseline_is_sklearns_with_the_best_c():
+    import numpy as np
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.preprocessing import StandardScaler
+
+    from fmcourse.finetune import logistic_regression_baseline
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(200, 5))
+    y = (x @ np.array([1.0, -1.0, 0.5, 0.0, 0.0]) + rng.normal(size=200) > 0).astype(int)
+    predict, C, score = logistic_regression_baseline(x[:100], y[:100], x[100:], y[100:], Cs=(0.001, 1.0))
+    scaler = StandardScaler().fit(x[:100])
+    reference = LogisticRegression(C=C, max_iter=2000).fit(scaler.transform(x[:100]), y[:100])
+    assert (predict(x[100:]) == reference.predict(scaler.transform(x[100:]))).all()
+    assert score == (reference.predict(scaler.transform(x[100:])) == y[100:]).mean()

@@ -1,7 +1,7 @@
 """The comparisons of chapter 06, tuned fairly and repeated over seeds. Chapter 06 loads the results.
 
     python bench/finetune_comparisons.py                      # all parts, about 15 minutes on 2 CPU cores
-    python bench/finetune_comparisons.py --part passages      # or: labels, digits
+    python bench/finetune_comparisons.py --part passages      # or: labels, digits, scratch_long
 
 Every method gets the same tuning budget, chosen on validation, and every setting runs with several
 seeds (a seed draws the initialisation, the order of the batches and, where labels are subsampled,
@@ -18,6 +18,8 @@ the labels); the test sets are only evaluated, never used for a choice.
   pretrained backbone's probe, logistic regression on raw features (character bigrams, pixels), and
   the same network trained from scratch to convergence (its learning rate from a grid, its stopping
   step chosen on validation among checkpoints).
+- ``scratch_long``: the GPT from scratch with all the labels for 4,000 steps (after ``labels``, whose
+  chosen learning rate it uses), to show where its validation accuracy levels off.
 - ``digits``: LoRA's rank and learning rate on the SimCLR digits encoder, 200 labels, 60 steps of 64,
   against full fine-tuning and a head-only probe on the same learning-rate grid, 3 seeds each.
 
@@ -279,7 +281,27 @@ def part_digits() -> dict:
     return out
 
 
-PARTS = {"passages": part_passages, "labels": part_labels, "digits": part_digits}
+def part_scratch_long() -> dict:
+    """The GPT from scratch on all 3,000 labelled passages for 4,000 steps (about 43 epochs), its
+    validation accuracy every 250 steps: does the label-efficiency baseline converge within 800?"""
+    t = passages_task()
+    labels = RESULTS / "finetune_labels.json"
+    if not labels.is_file():
+        raise FileNotFoundError(f"{labels} is missing: run the part `labels` first (its learning rate is used here)")
+    out = {"steps": 4000, "every": 250, "lr": json.loads(labels.read_text())["passages_scratch"]["lr"], "points": []}
+    env.seed_everything(0)
+    model = Classifier(MeanPooled(GPT(t["gpt"].config)), num_classes=2)
+
+    def checkpoint(steps_done):
+        out["points"].append((steps_done, accuracy(extract_features(model, t["val"]), t["val_y"])))
+        print(f"scratch GPT, step {steps_done}: validation {out['points'][-1][1]:.3f}", flush=True)
+
+    train(model, t["train"], t["train_y"], steps=out["steps"], lr=out["lr"], batch_size=32, seed=0, every=out["every"],
+          callback=checkpoint)
+    return out
+
+
+PARTS = {"passages": part_passages, "labels": part_labels, "digits": part_digits, "scratch_long": part_scratch_long}
 
 
 def main() -> None:

@@ -243,8 +243,9 @@ for rank in (0, 97):
 #   character pairs (bigrams) of each passage, its penalty chosen on validation from five values.
 #
 # The 45 training runs take a few minutes, so `bench/finetune_comparisons.py` made them once and
-# wrote `bench/results/finetune_passages.json`; the notebook loads the results, and reruns the chosen
-# setting of each method with seed 0 to check that they agree. A difference counts only when every
+# wrote `bench/results/finetune_passages.json`; the notebook loads the results, computes the probe
+# and the baseline again, and reruns the chosen setting of full fine-tuning and of LoRA with seed 0
+# to check that they agree. A difference counts only when every
 # seed of one method lies above every seed of the other; otherwise it is a tie.
 #
 # First the cheap ones, live. A probe's cost has two parts: one forward pass of the GPT over every
@@ -605,7 +606,8 @@ best_long = max(acc for _, acc in long_run["points"])
 print(f"the GPT from scratch with all labels: best validation accuracy {best_long:.1%} in 4,000 steps, "
       f"{max(v for _, v, _ in labels_bench['passages_scratch']['tuning'][str(labels_bench['passages_scratch']['lr'])]):.1%} "
       f"in 800; bigram baseline {bigram_val_acc:.1%}")
-assert best_long < bigram_val_acc - 0.05, "even trained five times longer, it stays far below the bigram baseline"
+assert best_long < exact["val"] and best_long < bigram_val_acc - 0.1, \
+    "trained five times longer, it stays below the GPT's probe and far below the bigram baseline"
 
 # %% [markdown]
 # The two tasks tell different stories, and the baselines decide both.
@@ -615,8 +617,9 @@ assert best_long < bigram_val_acc - 0.05, "even trained five times longer, it st
 #   trained from scratch catches up (from 5% of the labels on, the seeds overlap), while logistic
 #   regression on the pixels stays behind at every budget.
 # - **Passages.** The GPT's probe beats the same GPT trained from scratch at every budget, by a wide
-#   margin: learning English spelling from 3,000 labelled passages is slow (the right panel shows
-#   the network from scratch still creeping up after thousands of steps). But logistic regression on
+#   margin. Learning English spelling from 3,000 labelled passages is slow: with all the labels,
+#   800 steps are not enough, and the long run (right panel) levels off near 80% only after a few
+#   thousand steps, still below the probe on the pretrained GPT. But logistic regression on
 #   character-pair counts beats the pretrained GPT at *every* budget, on every seed, with no
 #   pretraining at all. Comparing only against "the same network from scratch" would have told a
 #   flattering and wrong story: this task is easy for the right simple model, and a pretrained
@@ -813,7 +816,7 @@ for run in digits_bench["runs"]:
 settings = [("head only (probe)", None), ("full fine-tuning", None)] + [("LoRA", r) for r in digits_bench["ranks"]]
 digit_val_acc = {key: [r["val"] for r in rs] for key, rs in digit_runs.items()}
 digit_lr = {s: max(lrs, key=lambda lr: np.mean(digit_val_acc[(*s, lr)])) for s in settings}
-digit_best = {s: digit_val[(*s, digit_lr[s])] for s in settings}
+digit_best = {s: digit_val_acc[(*s, digit_lr[s])] for s in settings}
 digit_size = {s: digit_runs[(*s, digit_lr[s])][0]["trainable"] for s in settings}
 
 for name, rank in (("LoRA", 4), ("full fine-tuning", None)):

@@ -1,6 +1,6 @@
 """The comparisons of chapter 06, tuned fairly and repeated over seeds. Chapter 06 loads the results.
 
-    python bench/finetune_comparisons.py                      # all parts, about 15 minutes on 2 CPU cores
+    python bench/finetune_comparisons.py                      # all parts: about 40 minutes on 2 busy CPU cores
     python bench/finetune_comparisons.py --part passages      # or: labels, digits, scratch_long
 
 Every method gets the same tuning budget, chosen on validation, and every setting runs with several

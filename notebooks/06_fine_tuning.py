@@ -585,7 +585,7 @@ axes[2].axhline(bigram_val_acc, color="C2", ls="--", label="bigram counts + logi
 axes[2].axhline(0.5, color="grey", ls=":", label="chance")
 axes[2].set(xlabel="training steps of 32 passages", ylabel="validation accuracy", ylim=(0.45, 1.02),
             title="passages: the GPT from scratch, all labels")
-axes[2].legend(fontsize=7, loc="center right")
+axes[2].legend(fontsize=7, loc="lower right")
 fig.tight_layout()
 plt.show()
 rows = ["| task | method | " + " | ".join(f"{f:.0%} of the labels" for f in fractions) + " |",
@@ -753,7 +753,7 @@ for i, model in enumerate(predictors):
 ax.axhline(0.1, color="grey", ls=":", label="chance")
 ax.set_xticks(range(3), list(test_sets))
 ax.set(ylabel="accuracy on 500 test digits", title="the same models on changed test images", ylim=(0, 1))
-ax.legend(fontsize=8, loc="lower left")
+ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1))
 plt.show()
 for model in predictors:
     print(f"{model:>28}: " + ", ".join(f"{name} {robust[model, name]:.1%}" for name in test_sets))

@@ -23,7 +23,8 @@ the labels); the test sets are only evaluated, never used for a choice.
 - ``digits``: LoRA's rank and learning rate on the SimCLR digits encoder, 200 labels, 60 steps of 64,
   against full fine-tuning and a head-only probe on the same learning-rate grid, 3 seeds each.
 
-Writes ``bench/results/finetune_<part>.json`` (everything, for the notebook) and prints a summary.
+Writes ``bench/results/finetune_<part>.json`` (everything, for the notebook) and the tables of
+``bench/results/finetune.md`` (``--summary`` rewrites them from the results files alone).
 """
 
 from __future__ import annotations
@@ -304,10 +305,66 @@ def part_scratch_long() -> dict:
 PARTS = {"passages": part_passages, "labels": part_labels, "digits": part_digits, "scratch_long": part_scratch_long}
 
 
+def spread(values) -> str:
+    """'mean (min–max)' of accuracies over seeds, in percent."""
+    return f"{sum(values) / len(values):.1%} ({min(values):.1%}–{max(values):.1%})"
+
+
+def summary() -> str:
+    """bench/results/finetune.md: the results files as tables (mean and range over the seeds)."""
+    out = ["# Chapter 06's comparisons", "", "Made by `python bench/finetune_comparisons.py --summary` from the "
+           "`finetune_*.json` files of `python bench/finetune_comparisons.py`. Accuracies: mean (min–max) over "
+           "the seeds.", ""]
+    path = RESULTS / "finetune_passages.json"
+    if path.is_file():
+        r = json.loads(path.read_text())
+        out += ["## Real or scrambled passages: 40 steps of 32, the same learning rates for every method", "",
+                "| method | lr | validation | test | rise of the pretraining loss (nats/char) |", "|---|---:|---:|---:|---:|"]
+        for run_key in dict.fromkeys((run["method"], run["lr"]) for run in r["runs"]):
+            rs = [run for run in r["runs"] if (run["method"], run["lr"]) == run_key]
+            rises = [run["rise"] for run in rs]
+            out.append(f"| {run_key[0]} | {run_key[1]:g} | {spread([x['val'] for x in rs])} | "
+                       f"{spread([x['test'] for x in rs])} | {sum(rises) / len(rises):+.3f} |")
+        for name in ("exact probe", "bigram logistic regression"):
+            out.append(f"| {name} | - | {r[name]['val']:.1%} | {r[name]['test']:.1%} | - |")
+        out.append("")
+    path = RESULTS / "finetune_labels.json"
+    if path.is_file():
+        r = json.loads(path.read_text())
+        for task, kinds in (("digits", ("pretrained", "scratch", "linear")), ("passages", ("pretrained", "scratch", "ngram"))):
+            out += [f"## Label efficiency, {task}: test accuracy", "",
+                    "| labels | " + " | ".join(kinds) + " |", "|---:|" + "---:|" * len(kinds)]
+            for f in r["fractions"]:
+                rows = [x for x in r[task] if x["fraction"] == f]
+                out.append(f"| {rows[0]['labels']} | " + " | ".join(spread([x[k] for x in rows]) for k in kinds) + " |")
+            out.append("")
+    path = RESULTS / "finetune_digits.json"
+    if path.is_file():
+        r = json.loads(path.read_text())
+        out += ["## Digits, 200 labels, 60 steps of 64: validation accuracy", "",
+                "| method | " + " | ".join(f"lr {lr:g}" for lr in r["lrs"]) + " |", "|---|" + "---:|" * len(r["lrs"])]
+        for key in dict.fromkeys((run["method"], run["rank"]) for run in r["runs"]):
+            cells = [spread([x["val"] for x in r["runs"] if (x["method"], x["rank"], x["lr"]) == (*key, lr)])
+                     for lr in r["lrs"]]
+            out.append(f"| {key[0]}{f' rank {key[1]}' if key[1] else ''} | " + " | ".join(cells) + " |")
+        out.append("")
+    path = RESULTS / "finetune_scratch_long.json"
+    if path.is_file():
+        r = json.loads(path.read_text())
+        out += [f"## The passages' GPT from scratch, all labels, lr {r['lr']:g}: validation accuracy", "",
+                " ".join(f"{step}: {acc:.1%};" for step, acc in r["points"]), ""]
+    return "\n".join(out)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--part", choices=sorted(PARTS), action="append", help="the part(s) to run (default: all)")
+    parser.add_argument("--summary", action="store_true", help="only write bench/results/finetune.md from the results")
     args = parser.parse_args()
+    if args.summary:
+        (RESULTS / "finetune.md").write_text(summary() + "\n")
+        print(summary())
+        return
     torch.set_num_threads(1)
     for part in args.part or list(PARTS):
         start = time.perf_counter()
@@ -318,6 +375,7 @@ def main() -> None:
         path = RESULTS / f"finetune_{part}.json"
         path.write_text(json.dumps(result, indent=1) + "\n")
         print(f"wrote {path} in {result['about']['seconds']} s")
+    (RESULTS / "finetune.md").write_text(summary() + "\n")
 
 
 if __name__ == "__main__":

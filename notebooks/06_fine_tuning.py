@@ -599,7 +599,8 @@ d, p = {k: curves["digits", k] for k, _ in kinds["digits"]}, {k: curves["passage
 assert above(d["pretrained"][0], d["scratch"][0]) and above(d["pretrained"][0], d["linear"][0]), \
     "digits, 10 labels: the pretrained encoder beats both baselines on every seed"
 assert all(above(a, b) for a, b in zip(d["pretrained"], d["linear"])), "digits: above logistic regression on pixels at every budget"
-assert not above(d["pretrained"][-1], d["scratch"][-1]), "digits, all labels: the network from scratch catches up"
+assert not any(above(a, b) for a, b in zip(d["pretrained"][1:], d["scratch"][1:])), \
+    "digits, from 5% of the labels on: the network from scratch catches up (the seeds overlap)"
 assert all(above(a, b) for a, b in zip(p["ngram"], p["pretrained"])), "passages: the bigram baseline wins at every budget"
 assert all(above(a, b) for a, b in zip(p["pretrained"], p["scratch"])), "passages: the GPT's probe beats the GPT from scratch"
 best_long = max(acc for _, acc in long_run["points"])
@@ -768,6 +769,8 @@ drops = {model: {name: robust[model, "test"] - robust[model, name] for name in t
 print("drop from the clean test set: " + "; ".join(
     f"{model} " + ", ".join(f"{name} {d:+.1%}" for name, d in list(ds.items())[1:]) for model, ds in drops.items()))
 simclr_name = "SimCLR + linear probe"
+assert max(robust[m, "test"] for m in predictors) - min(robust[m, "test"] for m in predictors) < 0.05, \
+    "on the clean test set the three are within a few points"
 assert all(clearly_above(robust[simclr_name, "shifted by 1 pixel"], robust[m, "shifted by 1 pixel"])
            for m in predictors if m != simclr_name), "moved digits: the pretrained encoder generalises clearly better"
 assert not clearly_above(robust[simclr_name, "noise σ = 0.2"], robust["from scratch", "noise σ = 0.2"]), \

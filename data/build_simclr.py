@@ -2,8 +2,11 @@
 
     python data/build_simclr.py            # about 10 s on a laptop CPU
 
-The recipe is chapter 05's, step for step: scikit-learn's digits, the same 500 test images held out
-(so the encoder never sees them), an ``MLPEncoder((1, 8, 8), hidden=256, dim=128)`` with a 64-wide
+The recipe is chapter 05's, step for step, on fewer images: scikit-learn's digits split as in
+chapters 05 and 06 (``load_digits_split(test_size=500)``), and only the first 1,000 of the training
+images, the pool that chapter 06 draws its labels from. Chapter 06's 297 validation images and its 500
+test images are never seen, not even without labels, so every validation and test number of chapter
+06 is measured on images new to the encoder. An ``MLPEncoder((1, 8, 8), hidden=256, dim=128)`` with a 64-wide
 projection head, NT-Xent at temperature 0.5, 200 steps of 256 images with two augmented views each,
 AdamW at 5e-3 with 20 warm-up steps, seed 0; no labels are used. Only the encoder's weights are kept
 (the projection head is thrown away, as after any SimCLR pretraining). The settings are written
@@ -26,7 +29,8 @@ from fmcourse.train import fit
 
 OUT = Path(__file__).resolve().parent.parent / "fmcourse" / "shipped" / "simclr_digits.safetensors"
 SETTINGS = {"hidden": 256, "dim": 128, "projection_dim": 64, "temperature": 0.5, "steps": 200, "batch_size": 256,
-            "lr": 5e-3, "warmup_steps": 20, "seed": 0, "test_images": 500}
+            "lr": 5e-3, "warmup_steps": 20, "seed": 0, "test_images": 500,
+            "pretraining_images": 1000}
 AUGMENT = dict(crop_scale=(0.5, 1.0), max_rotation=15, blur_p=0.5, blur_sigma=(0.2, 0.8), noise_std=0.1,
                erase_p=0.25, erase_area=(0.05, 0.2))
 
@@ -35,7 +39,8 @@ def main() -> Path:
     s = SETTINGS
     env.seed_everything(s["seed"])
     images, _, train_idx, _ = load_digits_split(test_size=s["test_images"], seed=s["seed"])
-    x_train = images[train_idx]  # chapter 05's training images; its test images stay unseen
+    # chapter 06's label pool only: its validation images (train_idx[1000:]) and the test images stay unseen
+    x_train = images[train_idx[:s["pretraining_images"]]]
     augment = Augment(**AUGMENT)
     encoder = MLPEncoder((1, 8, 8), hidden=s["hidden"], dim=s["dim"])
     simclr = SimCLR(encoder, projection_dim=s["projection_dim"], temperature=s["temperature"])

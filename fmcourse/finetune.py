@@ -27,6 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from fmcourse.metrics import accuracy
 from fmcourse.models import TransformerLM
 from fmcourse.nn import LoRALinear, mean_over_tokens
 from fmcourse.objectives import cosine_similarities, cross_entropy
@@ -108,6 +109,59 @@ def linear_probe(features: torch.Tensor, labels: torch.Tensor, l2: float = 1e-3,
     return probe.requires_grad_(False).eval()
 
 
+def tuned_linear_probe(train_features: torch.Tensor, train_labels: torch.Tensor, val_features: torch.Tensor,
+                       val_labels: torch.Tensor, l2s: Iterable[float] = (1e-4, 1e-3, 1e-2, 1e-1, 1.0)
+                       ) -> tuple[LinearProbe, float, float]:
+    """``linear_probe`` with its penalty ``l2`` chosen on validation from ``l2s``.
+
+    Features ``(N, D)`` and ``(M, D)``, labels ``(N,)`` and ``(M,)``. Returns the chosen probe, its
+    ``l2`` and its validation accuracy; a tie goes to the stronger penalty.
+    """
+    best = None
+    for l2 in sorted(l2s, reverse=True):
+        probe = linear_probe(train_features, train_labels, l2=l2)
+        score = accuracy(probe(val_features).cpu(), val_labels.cpu())
+        if best is None or score > best[2]:
+            best = (probe, l2, score)
+    if best is None:
+        raise ValueError("l2s is empty: give at least one penalty to try")
+    return best
+
+
+def char_ngram_counts(train_texts: list[str], *other_texts: list[str], n: int = 2) -> list:
+    """Counts of the character ``n``-grams of each text, a NumPy array ``(len(texts), V)`` per list:
+    the raw features of the n-gram baseline. The vocabulary of ``V`` n-grams comes from
+    ``train_texts`` (scikit-learn's ``CountVectorizer``); n-grams seen only elsewhere are dropped."""
+    from sklearn.feature_extraction.text import CountVectorizer
+
+    if isinstance(train_texts, str) or not train_texts:
+        raise TypeError("train_texts must be a non-empty list of strings")
+    vectorizer = CountVectorizer(analyzer="char", ngram_range=(n, n), lowercase=False).fit(train_texts)
+    return [vectorizer.transform(texts).toarray().astype("float64") for texts in (train_texts, *other_texts)]
+
+
+def logistic_regression_baseline(train_x, train_y, val_x, val_y, Cs: Iterable[float] = (0.01, 0.1, 1.0, 10.0, 100.0)):
+    """The strong simple baseline: scikit-learn's logistic regression on raw features (NumPy
+    ``(N, F)``, standardised), its inverse penalty ``C`` chosen on validation from ``Cs``.
+
+    Returns ``(predict, C, validation accuracy)``, ``predict`` mapping raw features ``(M, F)`` to
+    labels ``(M,)``; a tie goes to the stronger penalty (the smaller ``C``).
+    """
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    best = None
+    for C in sorted(Cs):
+        model = make_pipeline(StandardScaler(), LogisticRegression(C=C, max_iter=2000)).fit(train_x, train_y)
+        score = float((model.predict(val_x) == val_y).mean())
+        if best is None or score > best[2]:
+            best = (model.predict, C, score)
+    if best is None:
+        raise ValueError("Cs is empty: give at least one C to try")
+    return best
+
+
 def knn_predict(train_features: torch.Tensor, train_labels: torch.Tensor, features: torch.Tensor,
                 k: int = 5) -> torch.Tensor:
     """The majority label of each row's ``k`` most similar (cosine) training rows: (M, D) -> (M,).
@@ -148,17 +202,42 @@ def stratified_subset(labels: torch.Tensor, fraction: float, seed: int = 0) -> t
 
 # --- changing the model: freezing, classification heads, LoRA ---------------------------------------
 
-def freeze(module: nn.Module) -> nn.Module:
-    """Stop gradients to every parameter of ``module`` (``requires_grad=False``); returns it.
+_NORM_WITH_STATISTICS = (nn.modules.batchnorm._BatchNorm, nn.modules.instancenorm._InstanceNorm)
 
-    Normalisation statistics (BatchNorm's running mean and variance) are buffers, not parameters:
-    they still follow the data while the module is in training mode.
+
+def _frozen_norm_runs_in_eval(layer: nn.Module, inputs: tuple) -> None:
+    """Forward pre-hook of a frozen normalisation layer: normalise with the stored running statistics
+    and leave them untouched, whatever mode the surrounding model is in."""
+    if getattr(layer, "fmcourse_frozen", False):
+        layer.training = False
+
+
+def freeze(module: nn.Module) -> nn.Module:
+    """Stop gradients to every parameter of ``module`` (``requires_grad=False``) and freeze its
+    normalisation statistics; returns it.
+
+    BatchNorm's running mean and variance are buffers, not parameters: a frozen layer in training
+    mode would still normalise with the batch's statistics and overwrite its stored ones. So every
+    BatchNorm (and InstanceNorm with running statistics) inside ``module`` runs in evaluation mode
+    from now on, even when ``fit`` puts the whole model in training mode: training a head or adapters
+    on a frozen backbone leaves every number of its ``state_dict`` exactly as it was.
     """
-    return module.requires_grad_(False)
+    module.requires_grad_(False)
+    for layer in module.modules():
+        if isinstance(layer, _NORM_WITH_STATISTICS):
+            if not hasattr(layer, "fmcourse_frozen"):
+                layer.register_forward_pre_hook(_frozen_norm_runs_in_eval)
+            layer.fmcourse_frozen = True
+            layer.eval()
+    return module
 
 
 def unfreeze(module: nn.Module) -> nn.Module:
-    """Let gradients reach every parameter of ``module`` again; returns it."""
+    """Let gradients reach every parameter of ``module`` again, and its normalisation layers follow
+    the model's training mode (and update their statistics in it) again; returns it."""
+    for layer in module.modules():
+        if isinstance(layer, _NORM_WITH_STATISTICS):
+            layer.fmcourse_frozen = False
     return module.requires_grad_(True)
 
 

@@ -880,14 +880,15 @@ assert difference < 1e-3, "the exported model must compute what ours computes"
 # %%
 from fmcourse.exercises import pretraining as exercises
 
-# 1. The bigram baseline: a model that predicts each token from the one before it, by counting. From
-#    the (previous, next) pairs of the training ids, with add-one smoothing, return the cross-entropy
-#    (nats per token) of the validation ids' pairs. Ids are 1-D int64 tensors with values < vocab_size.
-def my_bigram(train, val, vocab_size):
+# 1. The trigram baseline: section 5 counted a bigram model; now give the counts two tokens of
+#    context. From the (two before, one before, next) triples of the training ids, with add-one
+#    smoothing, return the cross-entropy (nats per token) of the validation ids' triples. Ids are 1-D
+#    int64 tensors with values < vocab_size.
+def my_trigram(train, val, vocab_size):
     ...  # your code here
 
 
-exercises.bigram_baseline.check(my_bigram)
+exercises.trigram_baseline.check(my_trigram)
 
 # %%
 # 2. A number. A BPE model reports a validation perplexity of 20 per token, and its tokens hold 3.6
@@ -935,7 +936,7 @@ exercises.markov_context_experiment.check(my_prediction, my_measurement)
 # %%
 from fmcourse.exercises import show_solutions
 
-assert show_solutions(exercises.bigram_baseline, exercises.per_character_perplexity, exercises.top_k_probabilities,
+assert show_solutions(exercises.trigram_baseline, exercises.per_character_perplexity, exercises.top_k_probabilities,
                       exercises.markov_context_experiment)
 
 # %% [markdown]

@@ -138,6 +138,48 @@ def test_lora_fine_tuning_learns_a_task_and_leaves_the_pretrained_weights_alone(
         assert torch.equal(tensor, pretrained[name]), f"{name} changed"
 
 
+def _digit_batches(n=128, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    images, labels = torch.rand(n, 1, 8, 8, generator=g), torch.randint(0, 3, (n,), generator=g)
+    return [(images[i:i + 32], labels[i:i + 32]) for i in range(0, n, 32)]
+
+
+def test_a_frozen_backbone_with_batchnorm_is_bit_identical_after_training_its_head():
+    torch.manual_seed(0)
+    encoder = MLPEncoder((1, 8, 8), hidden=16, dim=8)
+    fit(encoder, _digit_batches(seed=1), lambda m, b: m(b[0]).pow(2).mean(), steps=3, device="cpu", plot=False,
+        progress=False)  # non-trivial running statistics, as after pretraining
+    before = copy.deepcopy(encoder.state_dict())
+    model = Classifier(freeze(encoder), num_classes=3)
+    fit(model, _digit_batches(), lambda m, batch: m.loss(*batch), steps=8, lr=1e-2, device="cpu", plot=False,
+        progress=False)
+    for name, tensor in encoder.state_dict().items():  # running_mean, running_var, num_batches_tracked too
+        assert torch.equal(tensor, before[name]), f"{name} changed"
+    assert not torch.equal(model.head.weight, nn.Linear(8, 3).weight), "the head did train"
+    # the frozen encoder now normalises with its stored statistics, in training mode as in evaluation
+    x = _digit_batches()[0][0]
+    with torch.no_grad():
+        in_train = encoder.train()(x)
+        torch.testing.assert_close(in_train, encoder.eval()(x))
+
+
+def test_lora_on_a_batchnorm_encoder_is_removable_exactly_and_unfreeze_restores_the_statistics():
+    torch.manual_seed(0)
+    encoder = MLPEncoder((1, 8, 8), hidden=16, dim=8)
+    before = copy.deepcopy(encoder.state_dict())
+    model = Classifier(encoder, num_classes=3)
+    add_lora(model.backbone, rank=2, targets=None)
+    fit(model, _digit_batches(), lambda m, batch: m.loss(*batch), steps=8, lr=1e-2, device="cpu", plot=False,
+        progress=False)
+    remove_lora(model.backbone)
+    for name, tensor in model.backbone.state_dict().items():
+        assert torch.equal(tensor, before[name]), f"{name} changed"
+    unfreeze(model)
+    fit(model, _digit_batches(), lambda m, batch: m.loss(*batch), steps=2, device="cpu", plot=False, progress=False)
+    assert not torch.equal(model.backbone.net[2].running_mean, before["net.2.running_mean"]), \
+        "unfrozen, BatchNorm follows the data again"
+
+
 # --- the chapter's plots ----------------------------------------------------------------------------
 
 def test_lora_sweep_draws_and_returns_the_selected_run():
@@ -231,3 +273,48 @@ def test_the_packaged_model_equals_mean_pooled_transformers_outputs():
     torch.testing.assert_close(ours, reference, atol=1e-5, rtol=1e-4)
     similarity = ours @ ours.T
     assert similarity[0, 1] > similarity[0, 2] + 0.3, "the cat and the kitten are close, the market is not"
+
+
+# --- baselines and choices on validation ----------------------------------------------------------
+
+def test_tuned_linear_probe_picks_the_best_penalty_on_validation():
+    from fmcourse.finetune import linear_probe, tuned_linear_probe
+
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(120, 6, generator=g)
+    y = (x[:, 0] + 0.8 * torch.randn(120, generator=g) > 0).long()
+    l2s = (1e-3, 1e-1, 10.0)
+    probe, l2, score = tuned_linear_probe(x[:40], y[:40], x[40:], y[40:], l2s)
+    by_hand = {v: accuracy(linear_probe(x[:40], y[:40], l2=v)(x[40:]), y[40:]) for v in l2s}
+    assert score == max(by_hand.values()) and by_hand[l2] == score
+    assert l2 == max(v for v in l2s if by_hand[v] == score), "a tie goes to the stronger penalty"
+    torch.testing.assert_close(probe(x[40:]), linear_probe(x[:40], y[:40], l2=l2)(x[40:]))
+    with pytest.raises(ValueError, match="l2s is empty"):
+        tuned_linear_probe(x[:40], y[:40], x[40:], y[40:], ())
+
+
+def test_char_ngram_counts_count_pairs_of_characters_by_hand():
+    from fmcourse.finetune import char_ngram_counts
+
+    train, other = char_ngram_counts(["abab", "ba"], ["abz"])
+    # the vocabulary of bigrams from the training texts, sorted: "ab", "ba"
+    assert train.tolist() == [[2, 1], [0, 1]] and other.tolist() == [[1, 0]], "'bz' was never seen in training"
+    with pytest.raises(TypeError, match="list of strings"):
+        char_ngram_counts("abab")
+
+
+def test_logistic_regression_baseline_is_sklearns_with_the_best_c():
+    import numpy as np
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.preprocessing import StandardScaler
+
+    from fmcourse.finetune import logistic_regression_baseline
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(200, 5))
+    y = (x @ np.array([1.0, -1.0, 0.5, 0.0, 0.0]) + rng.normal(size=200) > 0).astype(int)
+    predict, C, score = logistic_regression_baseline(x[:100], y[:100], x[100:], y[100:], Cs=(0.001, 1.0))
+    scaler = StandardScaler().fit(x[:100])
+    reference = LogisticRegression(C=C, max_iter=2000).fit(scaler.transform(x[:100]), y[:100])
+    assert (predict(x[100:]) == reference.predict(scaler.transform(x[100:]))).all()
+    assert score == (reference.predict(scaler.transform(x[100:])) == y[100:]).mean()

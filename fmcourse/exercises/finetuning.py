@@ -94,35 +94,36 @@ balanced_accuracy = Exercise(
 )
 
 
-# --- 3. the standard error of a test accuracy (a value) ---------------------------------------------
+# --- 3. how many test examples an accuracy needs (a value) --------------------------------------------
+# Section 6 draws binomial error bars, sqrt(p (1 - p) / n); the exercise turns the formula around.
 
-TEST_ACCURACY, TEST_SIZE = 0.96, 500
-
-
-def _standard_error() -> float:
-    return math.sqrt(TEST_ACCURACY * (1 - TEST_ACCURACY) / TEST_SIZE)  # binomial: each example right or wrong
+TEST_ACCURACY, TARGET_ERROR = 0.96, 0.005
 
 
-def _check_standard_error(value) -> str | None:
-    variance = TEST_ACCURACY * (1 - TEST_ACCURACY) / TEST_SIZE
+def _test_size() -> float:
+    return TEST_ACCURACY * (1 - TEST_ACCURACY) / TARGET_ERROR ** 2  # solve sqrt(p (1 - p) / n) = e for n
+
+
+def _check_test_size(value) -> str | None:
     return number_problem(
-        "your standard error", value, _standard_error(),
-        known=[(variance, "that is the variance of the accuracy; the standard error is its square root"),
-               (math.sqrt(TEST_ACCURACY * (1 - TEST_ACCURACY)), f"that is one example's spread; the mean of "
-                                                                f"{TEST_SIZE} examples divides the variance by {TEST_SIZE}"),
-               (math.sqrt(TEST_ACCURACY * (1 - TEST_ACCURACY)) / TEST_SIZE, "divide the variance by n, not the "
-                                                                         "standard deviation: sqrt(p(1-p)/n)")],
+        "your number of test examples", value, _test_size(),
+        known=[(TEST_ACCURACY * (1 - TEST_ACCURACY) / TARGET_ERROR, "the error is a square root: square it, "
+                                                                    "n = p (1 - p) / e**2"),
+               (math.sqrt(TEST_ACCURACY * (1 - TEST_ACCURACY)) / TARGET_ERROR, "you solved sqrt(p (1 - p)) / n = e; "
+                                                                              "the root covers n too: n = p (1 - p) / e**2"),
+               (0.25 / TARGET_ERROR ** 2, "that is the worst case p = 0.5; use p = 0.96"),
+               (TEST_ACCURACY * (1 - TEST_ACCURACY) / 0.5 ** 2, "0.5 points is 0.005 as a fraction, not 0.5")],
     )
 
 
-accuracy_standard_error = Exercise(
-    title="the standard error of a test accuracy",
-    checker=_check_standard_error,
-    hint="each test example is right with probability p: the number right is binomial, so the accuracy has "
-         "variance p (1 - p) / n; its standard error is the square root",
-    solution=_standard_error(),
-    mistake=TEST_ACCURACY * (1 - TEST_ACCURACY) / TEST_SIZE,
-    mistake_message="its square root",
+accuracy_test_size = Exercise(
+    title="how many test examples an accuracy needs",
+    checker=_check_test_size,
+    hint="the standard error of an accuracy p measured on n examples is sqrt(p (1 - p) / n); set it equal to the "
+         "target and solve for n",
+    solution=_test_size(),
+    mistake=TEST_ACCURACY * (1 - TEST_ACCURACY) / TARGET_ERROR,
+    mistake_message="square it",
     kind="value",
 )
 

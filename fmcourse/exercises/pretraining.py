@@ -12,55 +12,60 @@ import torch.nn.functional as F
 from fmcourse.data import MarkovChain
 from fmcourse.exercises import Exercise, WrongAnswer, number_problem, tensor_problem
 
-# --- 1. the bigram baseline -------------------------------------------------------------------------
+# --- 1. the trigram baseline ------------------------------------------------------------------------
+# Section 5 counts a bigram model in one line; the exercise takes the next step, two tokens of context.
 
 
-def _bigram_table(ids: torch.Tensor, vocab_size: int) -> torch.Tensor:
-    """(V, V) add-one counts of (previous, next) pairs."""
-    pairs = ids[:-1] * vocab_size + ids[1:]
-    return torch.bincount(pairs, minlength=vocab_size * vocab_size).view(vocab_size, vocab_size).double() + 1
+def _trigram_table(ids: torch.Tensor, vocab_size: int) -> torch.Tensor:
+    """(V, V, V) add-one counts of (two before, one before, next) triples."""
+    triples = (ids[:-2] * vocab_size + ids[1:-1]) * vocab_size + ids[2:]
+    return torch.bincount(triples, minlength=vocab_size ** 3).view(vocab_size, vocab_size, vocab_size).double() + 1
 
 
-def _bigram_solution(train: torch.Tensor, val: torch.Tensor, vocab_size: int) -> float:
-    counts = torch.zeros(vocab_size, vocab_size, dtype=torch.float64)
-    counts.index_put_((train[:-1], train[1:]), torch.ones(len(train) - 1, dtype=torch.float64), accumulate=True)
-    counts += 1  # add-one: a pair unseen in training stays possible
-    probabilities = counts / counts.sum(dim=1, keepdim=True)  # row c: P(next | previous = c)
-    return -probabilities[val[:-1], val[1:]].log().mean().item()
+def _trigram_solution(train: torch.Tensor, val: torch.Tensor, vocab_size: int) -> float:
+    counts = torch.zeros(vocab_size, vocab_size, vocab_size, dtype=torch.float64)
+    counts.index_put_((train[:-2], train[1:-1], train[2:]), torch.ones(len(train) - 2, dtype=torch.float64),
+                      accumulate=True)
+    counts += 1  # add-one: a triple unseen in training stays possible
+    probabilities = counts / counts.sum(dim=2, keepdim=True)  # [a, b, :] is P(next | the two before are a, b)
+    return -probabilities[val[:-2], val[1:-1], val[2:]].log().mean().item()
 
 
-def _bigram_columns(train: torch.Tensor, val: torch.Tensor, vocab_size: int) -> float:
-    counts = _bigram_table(train, vocab_size)
-    probabilities = counts / counts.sum(dim=0, keepdim=True)  # normalised over the previous token: wrong axis
-    return -probabilities[val[:-1], val[1:]].log().mean().item()
+def _trigram_wrong_axis(train: torch.Tensor, val: torch.Tensor, vocab_size: int) -> float:
+    counts = _trigram_table(train, vocab_size)
+    probabilities = counts / counts.sum(dim=0, keepdim=True)  # normalised over the oldest token: wrong axis
+    return -probabilities[val[:-2], val[1:-1], val[2:]].log().mean().item()
 
 
-def _check_bigram(bigram) -> str | None:
+def _check_trigram(trigram) -> str | None:
     g = torch.Generator().manual_seed(0)
-    chain = MarkovChain.random(vocab_size=5, order=1, sharpness=2.0, generator=g)
-    train, val = chain.sample(3000, generator=g), chain.sample(400, generator=g)
-    log_p = (_bigram_table(train, 5) / _bigram_table(train, 5).sum(1, keepdim=True)).log()
-    expected = F.cross_entropy(log_p[val[:-1]], val[1:]).item()  # each next token scored by torch
-    columns = _bigram_table(train, 5)
-    by_columns = -(columns / columns.sum(0, keepdim=True)).log()[val[:-1], val[1:]].mean().item()
-    on_validation = _bigram_table(val, 5)
-    from_validation = -(on_validation / on_validation.sum(1, keepdim=True)).log()[val[:-1], val[1:]].mean().item()
+    chain = MarkovChain.random(vocab_size=5, order=2, sharpness=2.0, generator=g)
+    train, val = chain.sample(5000, generator=g), chain.sample(400, generator=g)
+    table = _trigram_table(train, 5)
+    log_p = (table / table.sum(2, keepdim=True)).log()
+    expected = F.cross_entropy(log_p[val[:-2], val[1:-1]], val[2:]).item()  # each next token scored by torch
+    wrong = {axis: -(table / table.sum(axis, keepdim=True)).log()[val[:-2], val[1:-1], val[2:]].mean().item()
+             for axis in (0, 1)}
+    on_validation = _trigram_table(val, 5)
+    from_validation = -(on_validation / on_validation.sum(2, keepdim=True)).log()[val[:-2], val[1:-1], val[2:]]
     return number_problem(
-        "the bigram cross-entropy", bigram(train, val, 5), expected, rel=1e-6,
-        known=[(by_columns, "your probabilities are normalised over the previous token (the wrong axis): each row, "
-                            "one previous token, must sum to 1 over the next tokens"),
-               (from_validation, "you counted pairs in the validation ids, the text being scored; count the training "
-                                 "ids only")],
+        "the trigram cross-entropy", trigram(train, val, 5), expected, rel=1e-6,
+        known=[(wrong[0], "your probabilities are normalised over the oldest token (the wrong axis): for each pair of "
+                          "tokens before, the probabilities of the next token must sum to 1"),
+               (wrong[1], "your probabilities are normalised over the middle token (the wrong axis): normalise over "
+                          "the next token"),
+               (from_validation.mean().item(), "you counted triples in the validation ids, the text being scored; "
+                                               "count the training ids only")],
     )
 
 
-bigram_baseline = Exercise(
-    title="the bigram baseline",
-    checker=_check_bigram,
-    hint="count the (previous, next) pairs of the TRAINING ids in a (V, V) table, add 1 everywhere, divide each "
-         "row by its sum, and average -log P[previous, next] over the validation pairs",
-    solution=_bigram_solution,
-    mistake=_bigram_columns,
+trigram_baseline = Exercise(
+    title="the trigram baseline",
+    checker=_check_trigram,
+    hint="count the (two before, one before, next) triples of the TRAINING ids in a (V, V, V) table, add 1 "
+         "everywhere, normalise over the last axis, and average -log P over the validation triples",
+    solution=_trigram_solution,
+    mistake=_trigram_wrong_axis,
     mistake_message="the wrong axis",
 )
 

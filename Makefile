@@ -33,5 +33,18 @@ badges: sync
 bench: install
 	$(PY) bench/notebooks.py
 
+# Every notebook in JupyterLab in headless Chromium (needs Debian's chromium, or FMCOURSE_CHROMIUM);
+# writes bench/results/browser.md and a screenshot per notebook.
+browser-test: install
+	$(PY) -m pytest -m browser tests/test_browser.py $(PYTEST_ARGS)
+
+# The whole course as a static site with every output, built offline: build/site/_build/html/index.html
+site: install
+	$(PY) -m pip install --disable-pip-version-check "jupyter-book==1.0.4.post1"
+	$(PY) tools/build_site.py build/site
+
+# Present a chapter: JupyterLab with RISE; open a notebook, then "Render as slideshow" (alt-R).
+slides: lab
+
 clean:
 	rm -rf $(VENV) build *.egg-info

@@ -115,12 +115,40 @@ if any(importlib.util.find_spec(module) is None for module in {modules}):
 
 _BADGES = re.compile(r"^# \[!\[Open in Colab\].*\n# \[!\[Binder\].*$", re.M)
 _CPU_TIME = re.compile(r"^# \*\*Time on a laptop CPU:\*\*.*$", re.M)
-_SETUP = re.compile(r"^# %%\n# Setup: .*?\n\n(?=from fmcourse import env\n)", re.M | re.S)
+_SETUP = re.compile(r"^# %%(?: slideshow=\{[^}]*\})?\n# Setup: .*?\n\n(?=from fmcourse import env\n)", re.M | re.S)
+
+
+_CELL = re.compile(r"^# %%( \[markdown\])?(?: slideshow=\{[^}]*\})?$", re.M)
+
+
+def mark_slides(text: str) -> str:
+    """A jupytext percent notebook with its cells marked for a slideshow (RISE): the title and every
+    ``##`` section open a slide, every other text cell a sub-slide; the setup cell is skipped; code
+    cells continue the slide they are on."""
+    cells = [m for m in _CELL.finditer(text)]
+    out, last = [], 0
+    for i, m in enumerate(cells):
+        body = text[m.end():cells[i + 1].start() if i + 1 < len(cells) else len(text)].lstrip("\n")
+        markdown = m.group(1) is not None
+        kind = None
+        if markdown and re.match(r"# #{1,2} ", body):
+            kind = "slide"
+        elif markdown:
+            kind = "subslide"  # one idea per sub-slide: its prose, then the code and plot that follow
+        elif not markdown and body.startswith("# Setup: "):
+            kind = "skip"
+        header = "# %%" + (" [markdown]" if markdown else "")
+        if kind:
+            header += ' slideshow={"slide_type": "%s"}' % kind
+        out += [text[last:m.start()], header]
+        last = m.end()
+    return "".join(out) + text[last:]
 
 
 def write_headers(notebooks: Path, where: Release) -> list[Path]:
-    """Rewrite the badges, the CPU-time line and the install block of every notebook in ``notebooks``
-    (the ``.py`` side of each pair; ``make sync`` then updates the ``.ipynb``). Returns the files changed."""
+    """Rewrite the badges, the CPU-time line, the install block and the slide marks of every notebook
+    in ``notebooks`` (the ``.py`` side of each pair; ``make sync`` then updates the ``.ipynb``).
+    Returns the files changed."""
     changed = []
     for path in sorted(notebooks.glob("[0-9][0-9]_*.py")):
         c = chapter(path.stem)
@@ -133,6 +161,7 @@ def write_headers(notebooks: Path, where: Release) -> list[Path]:
         new = _BADGES.sub(lambda _: "\n".join("# " + line for line in badges(c, where).splitlines()), text)
         new = _CPU_TIME.sub(lambda _: f"# **Time on a laptop CPU:** {c.cpu_time} for the whole notebook.", new)
         new = _SETUP.sub(lambda _: "# %%\n" + setup_cell(c, where) + "\n", new)
+        new = mark_slides(new)
         if new != text:
             path.write_text(new, encoding="utf-8")
             changed.append(path)

@@ -13,7 +13,7 @@
 #     name: python3
 # ---
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # # 00 · Setting up and finding your way
 #
 # **Seed section 5.1 开发环境搭建 (setting up the development environment).**
@@ -30,11 +30,12 @@
 # - check that your environment has everything the course needs, and see what is missing if not;
 # - find out which device (CPU, CUDA GPU or Apple MPS) your code runs on, and how to choose another;
 # - run a first torch computation and check its gradient against calculus;
+# - learn the tensor basics the course leans on: shapes, broadcasting, `dim`/`keepdim`, autograd;
 # - learn how the course runs: JupyterLab, Binder, Colab, presenter mode, where data is cached.
 #
 # **Time on a laptop CPU:** 3 s for the whole notebook.
 
-# %%
+# %% slideshow={"slide_type": "skip"}
 # Setup: on Colab (or any fresh kernel) install what this chapter needs, once; elsewhere this does nothing.
 import importlib.util
 import subprocess
@@ -49,7 +50,7 @@ from fmcourse import env
 
 env.print_report()
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## 1. How the course runs
 #
 # | where | how | when to choose it |
@@ -72,7 +73,7 @@ env.print_report()
 # | `FMCOURSE_PRESENTER` | `1` turns on presenter mode in every chapter |
 # | `FMCOURSE_CACHE` | where downloaded corpora are kept (default `~/.cache/fmcourse`) |
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## 2. Is everything installed?
 #
 # `env.check_environment()` compares what is installed with the version ranges the package declares,
@@ -85,7 +86,7 @@ for problem in problems:
 print("✓ all course packages found" if not problems else f"{len(problems)} problem(s) above")
 assert not problems, "fix the problems listed above, then restart the kernel"
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## 3. Which device?
 #
 # Deep-learning code runs on a *device*: the CPU, an NVIDIA GPU (CUDA) or an Apple GPU (MPS).
@@ -101,7 +102,7 @@ try:
 except ValueError as error:
     print("ValueError:", error)
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## 4. Tensors in five minutes
 #
 # Every chapter computes with *tensors*: n-dimensional arrays of numbers, with a shape, a data type
@@ -126,7 +127,7 @@ assert grid.shape == (2, 3, 4) and grid[1, 2, 3] == 23, "row-major: the last ind
 assert grid.transpose(1, 2).shape == (2, 4, 3)
 assert out.shape == (2, 3, 5) and torch.equal(out[1], grid[1] @ W)
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # **Broadcasting.** An operation on two tensors of different shapes lines the shapes up *from the
 # right*; a dimension of size 1 (or a missing one) is stretched to match the other. So a `(3, 4)`
 # matrix plus a `(4,)` row adds the row to every row, and a `(3, 1)` column to every column. It is
@@ -144,7 +145,7 @@ print("(5, 1) - (5,) has shape", tuple((predictions - targets).shape), "— not 
 assert torch.equal(A + row, A + row.expand(3, 4)) and torch.equal((A + column)[:, 0], A[:, 0] + column[:, 0])
 assert (predictions - targets).shape == (5, 5) and (predictions.squeeze(1) - targets).shape == (5,)
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # **`dim` and `keepdim`.** A reduction (`sum`, `mean`, `max`, `softmax`, ...) along `dim=d` works
 # across dimension `d` and removes it: `(3, 4).sum(dim=1)` is `(3,)`, one number per row. With
 # `keepdim=True` the dimension stays with size 1, `(3, 1)`, so the result broadcasts back against the
@@ -162,7 +163,7 @@ assert torch.allclose(rows_sum_to_one.sum(dim=-1), torch.ones(3))
 assert torch.equal(shifted.max(dim=-1).values, torch.zeros(3))
 assert torch.allclose(shifted.softmax(dim=-1), scores.softmax(dim=-1)), "softmax ignores a shift per row"
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # **Autograd.** A tensor created with `requires_grad=True` records the operations applied to it.
 # `loss.backward()` then computes $\partial\,\mathrm{loss}/\partial w$ for every such tensor and
 # stores it in `w.grad`: this is how every model in the course is trained (chapter 02 derives it
@@ -186,7 +187,7 @@ with torch.no_grad():
     evaluated = (w * inputs).sum()
 assert not evaluated.requires_grad, "no_grad records nothing"
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## 5. A first computation on your device
 #
 # The same ideas on the device chosen above, on a whole grid at once: we evaluate
@@ -216,7 +217,7 @@ ax.set_xlabel("x")
 plt.show()
 assert max_error < 1e-4, "autograd and the hand-derived derivative should agree"
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # How fast is this device? A matrix product of two $n \times n$ matrices costs about $2n^3$
 # floating-point operations (FLOPs). Timing one tells you roughly how many the device does per
 # second, the number that decides how big a model you can train in a minute.
@@ -237,7 +238,7 @@ seconds = (time.perf_counter() - start) / repeats
 print(f"{n}×{n} matmul: {seconds * 1e3:.2f} ms ≈ {2 * n**3 / seconds / 1e9:.1f} GFLOP/s on {device}")
 assert torch.allclose(c.cpu(), a.cpu() @ b.cpu(), atol=1e-3), "device result differs from the CPU"
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## 6. Presenter mode
 #
 # Teaching from a projector? `env.presenter_mode()` makes every later plot use large fonts and thick
@@ -262,7 +263,7 @@ small_plot("presenter mode")
 env.presenter_mode(False)
 assert mpl.rcParams["font.size"] == mpl.rcParamsDefault["font.size"], "presenter mode is off again"
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## 7. Data and reproducibility
 #
 # The course never *needs* the internet. Most chapters use synthetic worlds that `fmcourse`
@@ -273,7 +274,7 @@ assert mpl.rcParams["font.size"] == mpl.rcParamsDefault["font.size"], "presenter
 # %%
 print("download cache:", env.cache_dir())
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # Every chapter starts with `env.seed_everything(seed)`, which seeds Python, NumPy and torch, so two
 # runs give the same numbers:
 
@@ -284,7 +285,7 @@ env.seed_everything(42)
 assert torch.equal(first, torch.randn(3)), "the same seed must give the same numbers"
 print("same seed, same numbers:", first.tolist())
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## 8. The chapters
 #
 # Each chapter names the section of the overview *Foundation models* (基础模型, in Chinese) that it
@@ -297,7 +298,7 @@ from fmcourse.chapters import markdown_table
 
 Markdown(markdown_table())
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## Summary
 #
 # - `make lab` (or Binder, Colab, conda) gives you the course; `make test` runs every notebook.

@@ -13,7 +13,7 @@
 #     name: python3
 # ---
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # # 02 · Losses and backpropagation
 #
 # **Seed sections 4.1 数学模型构建 (building the mathematical model) and 4.2 公式推导过程 (deriving
@@ -35,12 +35,16 @@
 #   stable, and derive its gradient, $\mathrm{softmax}(z) - \mathrm{onehot}(y)$;
 # - backpropagate through a two-layer network by hand, compare with autograd, and catch a planted bug
 #   with a numerical gradient check;
+# - go from full-batch gradient descent to the course's training loop one step at a time
+#   (minibatches, AdamW, clipping, warm-up, cosine decay), see what each changes, and watch a model
+#   overfit;
+# - measure what a backward pass costs against the forward pass;
 # - train a classifier of handwritten digits with the course's training loop and look at its mistakes;
 # - explore a loss landscape and the learning rate with sliders.
 #
 # **Time on a laptop CPU:** 10 s for the whole notebook.
 
-# %%
+# %% slideshow={"slide_type": "skip"}
 # Setup: on Colab (or any fresh kernel) install what this chapter needs, once; elsewhere this does nothing.
 import importlib.util
 import subprocess
@@ -66,7 +70,7 @@ from fmcourse.train import fit, supervised
 env.print_report()
 device = env.get_device()
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## 1. A layer: $y = f(Wx + b)$
 #
 # The seed's model of a neural network is one equation, applied layer after layer:
@@ -91,7 +95,7 @@ viz.layer_diagram(layer.weight, layer.bias, activation="relu")
 plt.show()
 assert torch.allclose(y, by_hand), "nn.Linear computes X W^T + b"
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # Why the activation? Without it, two layers collapse into one:
 # $W_2(W_1x + b_1) + b_2 = (W_2W_1)x + (W_2b_1 + b_2)$ is again a single linear map, however many
 # layers we stack. The non-linear $f$ is what lets depth add expressive power.
@@ -106,7 +110,7 @@ assert torch.allclose(second(first(x)), merged(x), atol=1e-6), "two linear layer
 assert not torch.allclose(second(torch.relu(first(x))), merged(x), atol=1e-3), "with relu in between they are not"
 print("two linear layers without an activation equal one linear layer: checked")
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # The four activations you will meet most, with their derivatives (which backpropagation needs):
 #
 # | activation | $f(z)$ | $f'(z)$ | used in |
@@ -145,7 +149,7 @@ plt.show()
 print(f"largest difference between autograd and the formulas: {worst:.1e}")
 assert worst < 1e-10, "each derivative formula matches autograd"
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # Notice the shapes of the derivatives: sigmoid's and tanh's vanish for large $|z|$ (they
 # *saturate*, and a saturated unit stops learning), while ReLU's and GELU's stay near 1 for positive
 # inputs. That is one reason deep networks use ReLU-like activations.
@@ -183,7 +187,7 @@ print(f"from scratch {loss.item():.6f}   F.mse_loss {F.mse_loss(predictions, tar
 assert torch.allclose(loss, F.mse_loss(predictions, targets)) and torch.allclose(loss, objectives.mse(predictions, targets))
 assert torch.allclose(predictions.grad, 2 * (predictions - targets).detach() / predictions.numel()), "gradient 2(ŷ - y)/N"
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # A classic trap: a model with one output returns predictions of shape `(N, 1)`, while the targets
 # have shape `(N,)`. `F.mse_loss` broadcasts the pair to an `(N, N)` table of every prediction against
 # every target and returns its mean, with only a warning. The number looks plausible and is wrong.
@@ -202,7 +206,7 @@ except ValueError as error:
     print("objectives.mse:", error)
 assert abs(broadcast - intended) > 1e-3, "broadcasting silently changes the loss"
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # ### Fitting a noisy curve by gradient descent
 #
 # Now we fit a cubic $\hat y = \theta_0 + \theta_1 x + \theta_2 x^2 + \theta_3 x^3$ to noisy samples
@@ -252,7 +256,7 @@ print("gradient descent:", theta.numpy().round(4), "\nleast squares:   ", best.n
 assert torch.allclose(theta, best, atol=1e-4), "gradient descent reaches the least-squares solution"
 assert losses[-1] < best_loss * (1 + 1e-6)
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # The remaining loss, about $0.03$, is the noise we added (its variance is $0.15^2 \approx 0.023$) plus
 # what a cubic cannot express of $\sin 3x$. The noise is a floor: on fresh samples no model, however
 # long it trains, can predict better than that.
@@ -311,7 +315,7 @@ assert torch.allclose(stable_softmax(extreme), torch.softmax(extreme, -1))
 assert torch.allclose(stable_logsumexp(extreme), torch.logsumexp(extreme, -1))
 assert torch.allclose(objectives.softmax(extreme), torch.softmax(extreme, -1))  # the package's version
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # How far does the naive version get? Scale a fixed set of logits by $s$ and compute
 # $\mathrm{logsumexp}(s \cdot z)$ both ways:
 
@@ -333,7 +337,7 @@ plt.show()
 print(f"the naive logsumexp returns inf from s = {first_inf:.1f}, where the largest logit passes 88.7")
 assert torch.isfinite(stable_lse).all() and 85 < first_inf < 92
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # With the stable log-sum-exp the cross-entropy takes one line. We check it against `F.cross_entropy`
 # and `objectives.cross_entropy` (the course's version, which we use from here on), on ordinary and on
 # extreme logits.
@@ -353,7 +357,7 @@ for scale in (1.0, 1000.0):
     assert torch.allclose(ours, F.cross_entropy(logits, labels), rtol=1e-5)
     assert torch.allclose(objectives.cross_entropy(logits, labels), F.cross_entropy(logits, labels), rtol=1e-5)
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # ### Class weights, label smoothing, ignored positions
 #
 # `F.cross_entropy` has three options that later chapters use, and `objectives.cross_entropy` offers
@@ -386,7 +390,7 @@ for name, kwargs in options.items():
     print(f"{name:>20}: fmcourse {ours.item():.6f}   torch {reference.item():.6f}")
     assert torch.allclose(ours, reference, atol=1e-6), name
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # What label smoothing does to the best logits has a closed form. Give the true class the logit
 # $m$ and every other class 0. Without smoothing the loss keeps falling as $m$ grows; with smoothing
 # $\epsilon$ the loss is smallest when the softmax equals the smoothed target, that is when
@@ -413,7 +417,7 @@ plt.show()
 assert abs(margins[smoothed.argmin()].item() - m_star) < 0.02, "the smoothed loss is smallest at m*"
 assert plain.diff().lt(0).all(), "without smoothing the loss only keeps falling"
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # ### The gradient: softmax minus one-hot
 #
 # For one example, $\ell = \log\sum_j e^{z_j} - z_y$. Differentiating with respect to the logit $z_k$:
@@ -435,7 +439,7 @@ print(f"largest difference between autograd and (softmax - onehot) / N: {(logits
 assert torch.allclose(logits.grad, by_formula), "the gradient of CE is (softmax - onehot) / N"
 assert torch.allclose(logits.grad.sum(-1), torch.zeros(6, dtype=torch.float64)), "each row sums to zero"
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # What matters most is the size of that gradient when the model is **confidently wrong**. Then
 # $p_y \to 0$ and the true class's entry is $p_y - 1 \to -1$: the largest it can be. The worse the
 # mistake, the stronger the correction, and it never fades away. Compare a sigmoid output
@@ -468,7 +472,7 @@ assert ce_gradient[at_wrong].abs() > 0.999, "a confident mistake gets a gradient
 assert se_gradient[at_wrong].abs() < 1e-3, "a saturated sigmoid with squared error gets almost none"
 assert torch.allclose(ce_gradient, torch.sigmoid(z_true.detach()) - 1), "the gradient is p_y - 1"
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # Bad input gets a clear message rather than a wrong number or a traceback from deep inside torch:
 
 # %%
@@ -481,7 +485,7 @@ for bad_targets in (torch.zeros(4, 2, dtype=torch.long), torch.tensor([0, 1, 10,
     else:
         raise AssertionError("bad input was accepted")
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## 4. Backpropagation
 #
 # To train a network we need the gradient of the loss with respect to *every* weight. Backpropagation
@@ -546,7 +550,7 @@ for name, mine, leaf in zip(["W1", "b1", "W2", "b2"], by_hand, leaves):
     print(f"{name}: shape {tuple(mine.shape)!s:8}  largest difference from autograd {(mine - leaf.grad).abs().max().item():.1e}")
     assert mine.shape == leaf.shape and torch.allclose(mine, leaf.grad), name
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # **Forward, backward, update.** Training repeats the three steps: gradient descent moves each
 # parameter against its gradient, $\theta \leftarrow \theta - \eta\,\partial L/\partial\theta$.
 
@@ -581,7 +585,7 @@ right.set_title(f"decision boundary: {moon_accuracy:.1%} of training points righ
 plt.show()
 assert moon_losses[-1] < 0.1 * moon_losses[0] and moon_accuracy > 0.95
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # ### A numerical gradient check
 #
 # How do we know a hand-written backward pass is right when there is no autograd to compare with
@@ -649,7 +653,7 @@ for name, errs in errors.items():
 assert max(errors["correct backward"]) < 1e-6, "the correct backward agrees with finite differences"
 assert max(errors["backward with the bug"]) > 1e-2, "the planted bug is caught"
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # The bug shows up in $W_1$ and $b_1$ only, the layer below the missing derivative: a gradient check
 # also says *where* to look. (PyTorch ships the same check as `torch.autograd.gradcheck`, for custom
 # autograd functions.) Finite differences cost two forward passes per parameter, so they are for
@@ -706,7 +710,7 @@ viz.image_grid(images[:16], titles=[f"label {int(t)}" for t in labels[:16]], nco
 plt.show()
 assert len(set(train_idx) | set(val_idx) | set(test_idx)) == len(labels), "the three parts cover the data once"
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # ### From gradient descent to `fit`, one change at a time
 #
 # The model is two layers $y = f(Wx+b)$ like the one of section 4, wider: 64 pixels → 128 hidden
@@ -802,7 +806,7 @@ assert best_full not in (SGD_GRID[0], SGD_GRID[-1]) and best_mini not in (SGD_GR
 assert minibatch[best_mini]["val_loss"][-1] < 0.5 * full_batch[best_full]["val_loss"][-1], \
     "for the same passes over the data, minibatches train much further"
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # **Minibatches.** A pass over the data costs the same either way, but cut into batches of 64 it
 # gives 17 updates instead of one. Each minibatch gradient is a noisy estimate of the full gradient
 # (its average over random batches is the full gradient), and many noisy steps beat one exact step:
@@ -862,7 +866,7 @@ print("AdamW lower than SGD on every seed" if max(adamw_final) < min(sgd_final) 
       "the ranges overlap: with three seeds, no clear winner")
 assert sum(adamw_final) < sum(sgd_final), "tuned AdamW ends lower on average than tuned SGD"
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # Each tuned the same way, AdamW ends lower on average on this small problem (the ranges above say by
 # how much, and whether the seeds overlap). Its larger advantage is in Transformers, whose parameters
 # (embeddings, attention, LayerNorm scales) receive gradients of very different sizes, and it is what
@@ -898,7 +902,7 @@ assert (norms[:50] > 1).sum() >= 0.8 * (norms > 1).sum(), "here the long gradien
 assert abs(clipped["val_loss"][-1] - adamw[best_adamw]["val_loss"][-1]) < max(adamw_final) - min(adamw_final), \
     "and clipping them changes the result by less than the seed spread"
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # On this problem the gradient's norm exceeds 1 almost only in the first steps, and clipping
 # changes the final loss by less than the spread between seeds. It matters when a large model meets
 # a rare outlier batch; it costs almost nothing, so `fit` always does it (`grad_clip=None` turns it
@@ -929,7 +933,7 @@ print("highest loss in the first 40 steps:", {("no warm-up" if w == 0 else "warm
 assert min(peaks[0]) > math.log(10) + 1, "without warm-up the loss jumps above the uniform guess"
 assert max(peaks[20]) < math.log(10) + 0.1, "with warm-up it never rises above its starting value"
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # **Cosine decay.** With a constant $\eta$, minibatch noise keeps the weights jittering around a
 # minimum. Lowering $\eta$ towards the end lets them settle: `fit` follows half a cosine from the
 # peak down to a tenth of it. Below, the chosen AdamW learning rate with all of `fit`'s choices
@@ -963,7 +967,7 @@ means = {name: sum(run["val_loss"][-1] for run in runs) / 3 for name, runs in ((
 spread = max(max(run["val_loss"][-1] for run in runs) - min(run["val_loss"][-1] for run in runs) for runs in (constant, recipe))
 assert abs(means["cosine"] - means["constant"]) < spread, "on this problem the two end within the seed spread"
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # The last updates are several times smaller, so the weights settle instead of jittering. What that
 # is worth depends on the problem: on this small one the final validation losses of the two
 # schedules lie within each other's seed spread (the ranges above). Its value grows with long runs
@@ -991,7 +995,7 @@ if device.type == "cpu":  # on a GPU, fit computes in bfloat16 and the numbers d
     assert torch.allclose(torch.tensor(history.train_loss), torch.tensor(recipe[0]["loss"]), atol=1e-5), \
         "fit = minibatches + AdamW + clipping + warm-up + cosine"
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # Now the test set, once. `metrics.accuracy` takes the logits and the labels; we check it against
 # scikit-learn.
 
@@ -1004,7 +1008,7 @@ print(f"test accuracy {test_accuracy:.1%} on {len(test_idx)} unseen images (chan
 assert abs(test_accuracy - accuracy_score(test_labels, test_logits.argmax(-1))) < 1e-12, "agrees with scikit-learn"
 assert test_accuracy >= 0.95, "the MLP classifies at least 95% of the unseen digits right"
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # A single number hides *which* digits get confused. The **confusion matrix** counts, for every
 # true class (row), how often each class was predicted (column); the diagonal holds the right
 # answers.
@@ -1020,7 +1024,7 @@ print(f"hardest class: {hardest}, {matrix[hardest].sum() - matrix[hardest, harde
 assert (matrix.numpy() == sklearn_confusion_matrix(test_labels, test_logits.argmax(-1))).all()
 assert matrix.trace().item() == round(test_accuracy * len(test_idx))
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # And the mistakes themselves. Many are digits a person would hesitate over too, drawn on only
 # $8\times8$ pixels.
 
@@ -1033,7 +1037,7 @@ plt.show()
 print(f"{len(wrong)} mistakes, titled true → predicted")
 assert len(wrong) == len(test_idx) - matrix.trace().item()
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # The metrics refuse input that does not fit, naming the shapes they expected: here one prediction
 # too few, and a label outside the ten classes.
 
@@ -1046,7 +1050,7 @@ for bad_logits, bad_labels in ((test_logits[:-1], test_labels), (test_logits[:3]
     else:
         raise AssertionError("bad input was accepted")
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # ### Overfitting: when the training loss is no longer the goal
 #
 # The training loss measures the examples the model learns from; what we want is a low loss on
@@ -1093,7 +1097,7 @@ print(f"validation loss: lowest {val_curve[best]:.3f} at step {checked[best]}, {
 assert train_curve[-1] < 0.01 * train_curve[best], "the training loss keeps falling ..."
 assert val_curve[-1] > 1.2 * val_curve[best] and checked[best] < 100, "... while the validation loss turns up again"
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # After the turn the model keeps pushing its training examples towards probability 1, and grows more
 # confident on the validation images it gets wrong, so their loss grows; the accuracy moves less.
 # The remedies: more data (compare the runs on all 1,078 training images above), stopping
@@ -1101,7 +1105,7 @@ assert val_curve[-1] > 1.2 * val_curve[best] and checked[best] < 100, "... while
 # data augmentation (chapter 05). This is why every chapter keeps a validation set apart from the
 # training data, and a test set apart from both.
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## 6. Explore: the loss landscape and the learning rate
 #
 # A model with only two parameters has a loss we can draw. Fit a line $\hat y = wx + b$ to noisy
@@ -1143,7 +1147,7 @@ assert line_loss(*zigzag[-1]) < line_loss(*zigzag[0]), "just below 2/λ_max it s
 assert (default[-1] - best_line).norm() < 0.05, "the explorer's starting learning rate, below 2/λ_max, converges"
 assert line_loss(*unstable[-1]) > line_loss(*unstable[0]), "just above 2/λ_max the loss grows"
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # Move the sliders (in a running notebook): find the learning rate at which the path starts to
 # zig-zag, the one at which it diverges (compare with $2/\lambda_{\max}$ above), and start points
 # from which a small learning rate crawls along the valley floor.
@@ -1151,7 +1155,7 @@ assert line_loss(*unstable[-1]) > line_loss(*unstable[0]), "just above 2/λ_max 
 # %%
 widgets.loss_landscape_explorer(line_loss)
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## Summary
 #
 # - A layer computes $y = f(Wx + b)$; without the non-linear $f$, stacked layers collapse into one.
@@ -1231,7 +1235,7 @@ my_prediction = ...  # "lower" or "higher", written down BEFORE running at lr = 
 my_measurement = ...  # the loss printed at lr = 0.038
 exercises.learning_rate_experiment.check(my_prediction, my_measurement)
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # ### Solutions
 #
 # Try first. The cell below checks that every solution passes and every typical mistake is caught,
@@ -1244,7 +1248,7 @@ from fmcourse.exercises import show_solutions
 assert show_solutions(exercises.linear_layer_gradients, exercises.smoothed_cross_entropy_gradient,
                       exercises.lowest_smoothed_loss, exercises.learning_rate_experiment)
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## Further reading
 #
 # - I. Goodfellow, Y. Bengio, A. Courville, *Deep Learning* (MIT Press, 2016; free at

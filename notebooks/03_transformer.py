@@ -13,7 +13,7 @@
 #     name: python3
 # ---
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # # 03 · The Transformer, from attention to a GPT
 #
 # **Seed sections 1.2 模型架构设计 (model architecture design) and 4.3 案例分析与讲解 (case study: GPT,
@@ -34,14 +34,16 @@
 # - see why the scores are divided by $\sqrt{d}$, and how padding and causal masks work;
 # - split attention into heads and check your version against `torch.nn.MultiheadAttention`;
 # - give attention a sense of order: sinusoidal, learned and rotary positions;
-# - build the pre-LayerNorm block, a GPT and an encoder, and check that the GPT cannot see the future;
+# - build the pre-LayerNorm block, assemble a GPT yourself (checked against the package's) and an
+#   encoder, and check that the GPT cannot see the future;
 # - train a tiny GPT to reverse digit sequences (over 99% of tokens right, in seconds) and read its
 #   attention maps, with a widget to explore them;
-# - count parameters and FLOPs per component, and measure how the cost grows with the context length.
+# - count parameters and FLOPs per component, and measure how the cost grows with the context length;
+# - add cross-attention and assemble an encoder–decoder, the architecture of translation (chapter 07).
 #
 # **Time on a laptop CPU:** 15 s for the whole notebook.
 
-# %%
+# %% slideshow={"slide_type": "skip"}
 # Setup: on Colab (or any fresh kernel) install what this chapter needs, once; elsewhere this does nothing.
 import importlib.util
 import subprocess
@@ -70,7 +72,7 @@ from fmcourse.train import fit, supervised
 env.print_report()
 device = env.get_device()
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## 1. Tokens become vectors
 #
 # A model reads *tokens*, integers from a vocabulary of size $V$. The first layer, the **embedding**,
@@ -99,7 +101,7 @@ ax.set_title("each token is a learned vector (the same for both 1s)")
 plt.show()
 assert torch.allclose(X, one_hot @ embedding.weight), "a lookup is a one-hot matrix product"
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## 2. Scaled dot-product attention, from scratch
 #
 # Each position asks a question, offers a key, and carries a value: three linear maps of its vector,
@@ -140,7 +142,7 @@ for fast in (False, True):  # the package's teaching path (the formula) and fast
     assert torch.allclose(attention(Q, K, V, fast=fast), out, atol=1e-5)
 assert torch.allclose(F.scaled_dot_product_attention(Q, K, V), out, atol=1e-5)
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # From here on the package's `attention(q, k, v, mask, fast=...)` does this. `fast=False` is the
 # formula above (the *teaching path*: it builds the $(T, T)$ matrix, so we can plot it);
 # `fast=True`, the default, calls `F.scaled_dot_product_attention`, which on a GPU runs a fused
@@ -195,7 +197,7 @@ assert abs(spread[False][-1] / math.sqrt(widths[-1]) - 1) < 0.1, "unscaled score
 assert top_weight[False][-1] > 0.9 > 0.5 > top_weight[True][-1], "unscaled softmax saturates, scaled does not"
 assert gradient[False][-1] < gradient[True][-1] / 5, "a saturated softmax passes little gradient back"
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## 4. Masks: padding and the future
 #
 # Two kinds of positions must be hidden from a query, by setting their scores to $-\infty$ before the
@@ -241,7 +243,7 @@ except ValueError as error:
 else:
     raise AssertionError("a mask of the wrong shape was accepted")
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## 5. Multi-head attention
 #
 # One attention computes one kind of weighted average. **Multi-head attention** runs $h$ of them side
@@ -290,7 +292,7 @@ for fast in (True, False):
           f"{(mha(x) - ours).abs().max():.1e}, vs nn.MultiheadAttention: {(mha(x) - reference).abs().max():.1e}")
     assert torch.allclose(mha(x), ours, atol=1e-5) and torch.allclose(mha(x), reference, atol=1e-5)
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # Each head needs an equal share of the width, so $d_{\text{model}}$ must be divisible by $h$. The
 # package says so, with the numbers, rather than failing somewhere inside a reshape:
 
@@ -302,7 +304,7 @@ except ValueError as error:
 else:
     raise AssertionError("d_model = 100 with 12 heads was accepted")
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## 6. Where is each token? Positional information
 #
 # Attention treats its input as a *set*: permute the positions and the outputs are permuted the same
@@ -315,7 +317,7 @@ perm = torch.randperm(7)
 assert torch.allclose(mha_set(x)[:, perm], mha_set(x[:, perm]), atol=1e-6), "attention is permutation-equivariant"
 print("permuting the input only permutes the output: attention alone does not know the order")
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # Three ways to add order:
 #
 # - **sinusoidal** positions (the original Transformer): add to token $p$ the fixed vector
@@ -348,7 +350,7 @@ assert torch.allclose(table[:, 0::2] ** 2 + table[:, 1::2] ** 2, torch.ones(64, 
 assert torch.allclose(rotated_scores[1:, 1:], rotated_scores[:-1, :-1], atol=1e-5), "rotary scores depend on m - n only"
 assert torch.allclose(rotated_scores.diagonal(), (q @ k).expand(32), atol=1e-5), "offset 0: no rotation at all"
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # The stripes on the right are the point: along every diagonal (one offset) the score is the same.
 # `GPTConfig(positional=...)` chooses `"learned"` (the default, as GPT-2), `"sinusoidal"` or
 # `"rotary"`.
@@ -384,7 +386,7 @@ assert not torch.allclose(block(x), block(x)), "in training, dropout makes each 
 block.eval()
 assert torch.equal(block(x), block(x)), "in evaluation, dropout is off"
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## 8. Assemble a GPT
 #
 # Stack the pieces. For token ids $x_0, \dots, x_{T-1}$:
@@ -441,7 +443,7 @@ assert mine.head.weight is mine.token_embedding.weight, "the head is the embeddi
 assert sum(p.numel() for p in mine.parameters()) == sum(p.numel() for p in gpt.parameters())
 assert torch.allclose(mine(idx), logits, atol=1e-5), "our GPT is the package's GPT"
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # From here on we use the package's `GPT`: the same model, plus input checks, dropout, other
 # positional encodings (`GPTConfig(positional=...)`), attention maps and `generate`.
 #
@@ -465,7 +467,7 @@ print(f"{len(targets)} next-token predictions from one sequence; loss of the unt
 assert torch.equal(targets[:-1], inputs[1:]), "the targets are the inputs moved one step left"
 assert shift_logits.shape[1] == len(targets)
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # ### The same blocks without the mask: an encoder
 #
 # - A **GPT** (decoder-only) uses causal attention; trained on text, it is a language model (seed
@@ -482,7 +484,7 @@ print(f"logits {tuple(logits.shape)}; loss at initialisation {loss_at_init:.3f},
 assert logits.shape == (32, 16, len(vocab))
 assert abs(loss_at_init - math.log(len(vocab))) < 0.15, "an untrained model should guess uniformly"
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # **Can the GPT see the future?** Change the token at position 9 and compare the outputs: positions
 # 0–8 must not move at all, positions 9 onwards should. The encoder, which sees both sides, must
 # change everywhere.
@@ -503,7 +505,7 @@ teaching = set_fast_attention(GPT(config), False)
 teaching.load_state_dict(gpt.state_dict())
 assert torch.allclose(teaching(idx), gpt(idx), atol=1e-5)
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # Wrong inputs are refused with the numbers involved, instead of an index error deep inside torch:
 
 # %%
@@ -515,7 +517,7 @@ for bad in (torch.zeros(1, 20, dtype=torch.long), torch.tensor([[3, 11, 2]])):
     else:
         raise AssertionError("bad input was accepted")
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## 9. A first training run: reversing digits
 #
 # A task with a known answer: given 8 random digits and a separator, write them reversed,
@@ -547,7 +549,7 @@ gpt = GPT(config)
 history = fit(gpt, lambda: reversal_batch(64, train_generator), supervised(F.cross_entropy), steps=300,
               lr=3e-3, warmup_steps=20, val_data=[reversal_batch(500, torch.Generator().manual_seed(1))])
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # Accuracy on 2,000 sequences the model has never seen, predicting each answer token from the correct
 # previous ones ("teacher forcing"), and then generating whole answers with `generate`, token by token
 # from the model's own previous outputs:
@@ -569,7 +571,7 @@ print(f"token accuracy {token_accuracy:.2%} (chance 10%); whole answers right wh
 assert token_accuracy >= 0.99, "the GPT should reverse digits almost perfectly"
 assert sequence_accuracy >= 0.95
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## 10. What the model looks at
 #
 # We know how reversal must work: to write answer digit $j$, the model must find input digit
@@ -600,7 +602,7 @@ ax.legend(fontsize=8)
 plt.show()
 assert on_mirror.max() > 0.5 > uniform, "some head has learned to look at the digit it must copy"
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # Explore: choose an input, a layer and a head, and find the head that draws the anti-diagonal in
 # the grid above. (Run headless, the explorer draws its first setting once.)
 
@@ -612,7 +614,7 @@ assert torch.allclose(widgets.draw_attention(gpt, example, layer=0, head=0, voca
 plt.close(check_fig)  # the explorer draws the model's own weights
 widgets.attention_explorer(gpt, examples, vocab)
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## 11. Cross-attention and the encoder–decoder
 #
 # The original Transformer, T5 and most translation and speech-recognition models have **two**
@@ -675,7 +677,7 @@ ax.set(xlim=(-0.5, 8.3), ylim=(-0.5, 5.8), title="the encoder–decoder Transfor
 ax.axis("off")
 plt.show()
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # Cross-attention from scratch, with every shape, checked against the package's `CrossAttention`
 # (its `q` projects the queries, `kv` the keys and values) and against PyTorch's
 # `nn.MultiheadAttention` called with `query=x, key=memory, value=memory`. The second source is
@@ -726,7 +728,7 @@ by_hand = by_hand + decoder_block.cross_attn(decoder_block.norm_cross(by_hand), 
 by_hand = by_hand + decoder_block.mlp(decoder_block.norm2(by_hand))
 assert torch.allclose(decoder_block(target_x, memory=memory, memory_is_token=memory_is_token), by_hand, atol=1e-6)
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # The package's `EncoderDecoder` stacks these blocks as in the diagram (one vocabulary and one tied
 # embedding for both sides, as T5). We train one on the same reversal task as the GPT, now phrased as
 # a translation: the source is the 8 digits, the target is the separator (the *start* token) followed
@@ -770,7 +772,7 @@ print("average weight on the mirrored source digit, per head:", on_source_mirror
 assert seq2seq_accuracy >= 0.95, "the encoder–decoder reverses digits"
 assert on_source_mirror.max() > 0.5 > 1 / N_DIGITS, "a cross-attention head reads the source digit it must copy"
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## 12. What a Transformer costs
 #
 # **Parameters.** With $d = d_{\text{model}}$, per block: attention has four $d \times d$ matrices
@@ -802,7 +804,7 @@ gpt2_small = GPTConfig(vocab_size=50257, context_length=1024, n_layer=12, n_head
 print(f"GPT-2 small by the same formula: {sum(parameter_counts(gpt2_small).values()):,} parameters")
 assert sum(parameter_counts(gpt2_small).values()) == 124_439_808, "the published size of GPT-2 small"
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # **FLOPs.** A matrix product $(m \times k)(k \times n)$ costs $2mkn$ floating-point operations. Per
 # block and sequence of $T$ tokens: the four projections $8Td^2$, the MLP $16Td^2$, and attention's own
 # products $QK^\top$ and $AV$, $4T^2d$; then the head, $2TdV$. Everything is linear in $T$ except the
@@ -843,7 +845,7 @@ print(f"formula {sum(flops.values()) / 1e6:.1f} MFLOPs, torch's counter {counter
       f"{sum(flops.values()) / seconds / 1e9:.1f} GFLOP/s achieved")
 assert counter.get_total_flops() == sum(flops.values())
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # **Cost against context length.** A bigger model with a long context, one forward pass at growing
 # lengths, on both attention paths. At short lengths the linear terms dominate; past about $T = 6d$
 # the $T^2$ attention term takes over, and the teaching path also stores a $(T, T)$ matrix
@@ -884,7 +886,7 @@ print(f"T = {lengths[-1]}: fast path {timings[True][-1]:.1f} ms, teaching path {
 assert torch.allclose(fast_logits, teaching_logits, atol=1e-4), "both paths agree at T = 1024 too"
 assert share[-1] > 0.5 > share[0], "the quadratic attention term takes over at long context"
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## Summary
 #
 # - **Attention** is $\mathrm{softmax}(QK^\top/\sqrt{d_k})V$: each position takes a weighted average of
@@ -971,7 +973,7 @@ my_prediction = ...  # "lower" or "higher", written down BEFORE removing the sca
 my_measurement = ...  # the entropy printed with scale = 1.0
 exercises.attention_scale_experiment.check(my_prediction, my_measurement)
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # ### Solutions
 #
 # Try first. The cell below checks that every solution passes and every typical mistake is caught,
@@ -984,7 +986,7 @@ from fmcourse.exercises import show_solutions
 assert show_solutions(exercises.sliding_window_mask, exercises.alibi_bias, exercises.kv_cache_bytes,
                       exercises.attention_scale_experiment)
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## Further reading
 #
 # - A. Vaswani et al., "Attention is all you need", NeurIPS 2017: the Transformer, scaled dot-product

@@ -13,7 +13,7 @@
 #     name: python3
 # ---
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # # 04 · Self-supervised pretraining
 #
 # **Seed sections 3.1 算法原理概述 · 自监督学习 (self-supervised learning) and 3.2 算法步骤详解,
@@ -45,7 +45,7 @@
 #
 # **Time on a laptop CPU:** 36 s for the whole notebook.
 
-# %%
+# %% slideshow={"slide_type": "skip"}
 # Setup: on Colab (or any fresh kernel) install what this chapter needs, once; elsewhere this does nothing.
 import importlib.util
 import subprocess
@@ -85,7 +85,7 @@ from fmcourse.train import evaluate, fit
 env.print_report()
 device = env.get_device()
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## 1. Labels for free: two self-supervised tasks
 #
 # A language model gives a probability to every possible next token. For a text
@@ -122,7 +122,7 @@ assert torch.equal(inputs[1:], targets[:-1]), "each causal target is the next in
 scored = masked_targets[0] != IGNORE_INDEX
 assert torch.equal(masked_targets[0][scored], ids[scored]), "masked targets are the original tokens"
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## 2. Step 1 · Data preprocessing (数据预处理)
 #
 # ### Cleaning
@@ -142,7 +142,7 @@ print(f"Python's documentation: {len(raw):,} characters, {len(text):,} after cle
 print(text[20_000:20_400])
 assert clean_text(messy) == "Café menu\n\nsoup\nbread"
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # ### Splitting without leakage
 #
 # The validation text must be text the model never trained on, or the validation loss measures
@@ -165,7 +165,7 @@ assert not train_paragraphs & val_paragraphs, "no paragraph may be in both parts
 assert len(train_text) + len(val_text) == sum(map(len, distinct)) + 2 * (len(distinct) - 2), \
     "the two parts together hold every distinct paragraph exactly once (joined by blank lines)"
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # What would a careless split do? Cut the text into pieces of 1,000 characters and send a random
 # tenth of them to validation. We measure leakage two ways, for both splits: the share of the
 # validation characters that sit in a paragraph which also occurs, whole, in the training part; and
@@ -208,14 +208,14 @@ for name, (paragraph_share, window_share) in splits.items():
 assert splits["by paragraphs"][0] == 0, "the paragraph split shares no paragraph"
 assert splits["random cut"][0] > 0.1 and splits["random cut"][1] > splits["by paragraphs"][1] + 0.2
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # The random cut puts about a fifth of the validation text in paragraphs that the training part
 # also holds, whole. The paragraph split shares no paragraph, but still a few windows: lines that
 # recur inside paragraphs that differ elsewhere (a sentence of boilerplate, a row of a table).
 # Exact deduplication cannot catch these *near-duplicates*; large corpora remove them with fuzzy
 # matching (MinHash over n-grams, for example).
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # ### Tokenizing: characters, then byte-pair encoding
 #
 # A tokenizer turns text into integer ids. The simplest gives each character its own id. It is
@@ -230,7 +230,7 @@ print(char_tok.encode(sentence)[:12], "…")
 print("unseen characters:", char_tok.decode(char_tok.encode("naïve café ☕")))
 assert char_tok.decode(char_tok.encode(sentence)) == sentence, "the round trip is exact"
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # **Byte-pair encoding** (BPE, as in GPT-2) starts from the 256 byte values, so every string has an
 # encoding and nothing is unknown. Then it repeats one step: find the most frequent pair of adjacent
 # tokens in the training text and make it a new token. Frequent pieces (` the`, `ing`, ` return`)
@@ -246,7 +246,7 @@ print("first merges:", [bpe_tok.token_str(256 + i) for i in range(12)])
 assert bpe_tok.decode(bpe_tok.encode("naïve café ☕")) == "naïve café ☕", "bytes cover every character"
 assert len(bpe_tok.segment(sentence)) < len(bpe_tok.segment(sentence, 0)) / 2
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # The two tokenizers make different sequences of the same text. BPE needs fewer tokens, so a
 # context of 64 tokens covers more text; the price is a larger vocabulary (a bigger embedding
 # table and output layer) and more to learn about each token.
@@ -266,7 +266,7 @@ plt.show()
 print(f"BPE: {chars_per_bpe_token:.2f} characters per token on the validation text")
 assert chars_per_bpe_token > 1.8, "BPE tokens should stand for about two characters of English or more"
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # `pretrain.prepare` does the three steps above in one call (clean, split, train a character or BPE
 # tokenizer on the training part, encode both parts); it gives the same tokens:
 
@@ -276,7 +276,7 @@ tok = corpus.tokenizer
 assert tok.to_dict() == char_tok.to_dict() and torch.equal(corpus.val, char_val)
 print(f"{len(corpus.train):,} training and {len(corpus.val):,} validation tokens")
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # ### Two baselines
 #
 # Before training anything, what loss would a model *without* context get? A model that knows
@@ -296,7 +296,7 @@ print(f"uniform: {uniform_loss:.3f} nats/char (perplexity {tok.vocab_size}); "
       f"unigram: {unigram:.3f} nats/char (perplexity {math.exp(unigram):.1f})")
 assert unigram < uniform_loss - 1.0, "letter frequencies alone are worth more than a nat"
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## 3. Batches: random windows of the text
 #
 # For causal language modelling, a batch is a set of windows cut at random places of the token
@@ -315,7 +315,7 @@ print("input: ", repr(tok.decode(x[0, :40])))
 print("target:", repr(tok.decode(y[0, :40])))
 assert torch.equal(x[:, 1:], y[:, :-1]), "targets are the inputs shifted by one"
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## 4. Step 2 · Model initialization (模型初始化)
 #
 # The seed names two ways to start: from random weights, or from a model that was already
@@ -334,7 +334,7 @@ print(f"loss at initialization {initial_loss:.3f}, ln V = {uniform_loss:.3f}")
 print("a sample before training:", repr(pretrain.sample(model, tok, "The ", 100)))
 assert abs(initial_loss - uniform_loss) < 0.1, "an untrained model should be about uniform"
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## 5. Step 3 · Pretraining (预训练)
 #
 # We train in three stages and read samples in between. To make the stages one continuous run, the
@@ -360,14 +360,14 @@ def train_stage(steps: int, last: bool = False) -> None:
 
 train_stage(100)
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # After a hundred steps (the warm-up) the model has learned which characters are common and that words are
 # separated by spaces: its samples have the texture of English without its words. Next, words.
 
 # %%
 train_stage(150)
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # Common short words and the layout of the documentation (indentation, punctuation) appear. The
 # last stage decays the learning rate, which lets the weights settle into the minimum they have
 # been circling.
@@ -375,7 +375,7 @@ train_stage(150)
 # %%
 train_stage(230, last=True)
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # Putting the stages together: the validation loss against the step, with the two baselines, and
 # below it the learning rate that `fit` set at each step: the warm-up, stable, decay schedule.
 
@@ -413,7 +413,7 @@ assert peak_from == offsets[1] - 1 and max(learning_rates) <= settings.lr * (1 +
 assert all(math.isclose(rate, settings.lr) for rate in learning_rates[offsets[1]:offsets[2]]), "stable in the middle"
 assert math.isclose(learning_rates[-1], 0.1 * settings.lr, rel_tol=0.01), "decayed to a tenth at the end"
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # ### Evaluate: a longer run
 #
 # The same model, trained for longer, ships with the course in `fmcourse/shipped/` (made by one command, see
@@ -438,7 +438,7 @@ plt.show()
 print(pretrain.sample(gpt, gpt_tok, "The ", 300))
 assert shipped_loss < final_loss, "more training, lower validation loss"
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # ### Memorisation: text it trained on against new text
 #
 # A model scores better on text it has read than on new text: part of what it learned is the
@@ -458,7 +458,7 @@ print(f"under the random cut, {leaked:.0%} of the validation text is training te
       f"text, the validation loss would come out about {leaked * memorisation_gap:.2f} nats too low")
 assert memorisation_gap > 0.1, "the model knows its training text better than new text"
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## 6. Sampling and the temperature
 #
 # To write text, the model picks a next token from its distribution, appends it, and repeats. The
@@ -503,7 +503,7 @@ assert all(a < b for a, b in zip(entropies, entropies[1:])), "a higher temperatu
 assert pretrain.sample(gpt, gpt_tok, "The ", 50, temperature=0, seed=1) == \
     pretrain.sample(gpt, gpt_tok, "The ", 50, temperature=0, seed=2), "greedy decoding involves no chance"
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # Low temperatures give safe, repetitive text (greedy decoding soon loops); high temperatures give
 # variety and, above 1, misspellings. Around 0.7–0.9 is a common compromise.
 #
@@ -585,7 +585,7 @@ assert abs(shoulder - bigram_level) < abs(shoulder - unigram_level) / 2, "the fi
 assert gap < MARGIN, f"the GPT should come within {MARGIN} nats of the entropy rate"
 assert min(markov_history.val_loss) > table_loss - 3 * noise, "no model beats the source, up to sampling noise"
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # The loss falls within a few steps straight past the unigram level to the bigram level: the
 # prediction at position $t$ is made from the token at $t$ itself, which the residual stream carries
 # without any attention, so "what follows this token" is learned first. Then the loss creeps down
@@ -622,7 +622,7 @@ colorbar.ax.set_yticklabels(["hidden", "visible"])
 plt.show()
 assert torch.equal(causal_mask(n), torch.ones(n, n, dtype=torch.bool).tril())
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # ### BERT's masking: 15%, then 80/10/10
 #
 # BERT selects 15% of the positions as targets. Of those, 80% are replaced by `<mask>`, 10% by a
@@ -655,7 +655,7 @@ print({k: round(v, 3) for k, v in shares.items()}, f"of {selected.numel():,} pos
 for key in shares:  # (a random replacement now and then draws the original token back)
     assert abs(shares[key] - expected[key]) < 0.03, key
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # ### Fill in the blanks
 #
 # The encoder shipped in `fmcourse/shipped/` was pretrained with this masking on the same text (by one command,
@@ -669,7 +669,7 @@ for blanked in ("A _ist of all the argumen_s passed to the f_nction.",
     print(blanked, "→", filled)
     print("   candidates:", " | ".join(", ".join(f"{c!r} {p:.0%}" for c, p in blank) for blank in candidates))
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # How much does seeing the right side help? We score both shipped models on the same characters of
 # the validation text: the encoder at positions replaced by `<mask>` (it sees both sides, minus the
 # other masked characters), the GPT at the same positions from everything before them.
@@ -688,7 +688,7 @@ print(f"{hidden.sum().item():,} hidden characters: encoder (both sides) {encoder
       f"GPT (left side only) {gpt_accuracy:.1%} right")
 assert encoder_accuracy > gpt_accuracy + 0.05, "seeing both sides should make filling in easier"
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # Filling in is easier than continuing. That is why BERT-style encoders became the standard for
 # understanding tasks (classification, search), where the whole input is known, and GPT-style
 # decoders for generation, where the future is not. Chapter 06 fine-tunes both.
@@ -748,7 +748,7 @@ assert per_token["bpe"] > per_token["char"], "per token, the BPE model looks wor
 assert per_char["bpe"] < per_char["char"], "per character, the BPE model is better: per token misleads"
 assert all(per_char[kind] < unigram_per_char[kind] for kind in runs), "both use the context"
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # Per token, the character model looks better; per character, which is what matters, the BPE model
 # is better. Part of its lead is there before any training: its unigram baseline is lower per
 # character, because a BPE token such as ` the` already carries the frequent combinations of
@@ -789,7 +789,7 @@ print(f"validation loss {demo['val_loss']:.2f} nats/char against the unigram bas
       f"the shipped GPT: {shipped_loss:.2f}")
 assert demo["val_loss"] < demo["unigram_loss"] - 0.5, "even a few seconds of training beat the unigram baseline"
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # The loss ends well below the unigram baseline, but the sample is not English yet: after 300 steps
 # on 30,000 characters a one-layer model has learned which letters follow which, where spaces go,
 # and a few short words, not spelling; the samples of section 5 read the same way at a similar
@@ -809,7 +809,7 @@ for bad in ("empty.txt", "image.png"):
         print(f"{bad}: exit status {stop.code}")
 assert (workdir / "run" / "model.safetensors").is_file() and not (workdir / "bad").exists()
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # Two more mistakes that get a clear message: a prompt with characters the model never saw in
 # training, and a checkpoint loaded as the wrong kind of model.
 
@@ -824,7 +824,7 @@ for mistake, attempt in {"unseen characters": lambda: pretrain.sample(gpt, gpt_t
         print(f"{mistake}: ValueError: {error}")
 assert len(refused) == 2, "both mistakes must be refused with a ValueError"
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## 11. Taking the model elsewhere
 #
 # Our GPT has GPT-2's architecture, so `fmcourse.export.to_huggingface` converts it into a Hugging
@@ -843,7 +843,7 @@ print(sorted(p.name for p in (workdir / "gpt-hf").iterdir()))
 print(f"largest difference between the logits: {difference:.1e}")
 assert difference < 1e-3, "the exported model must compute what ours computes"
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## Summary
 #
 # - Self-supervised pretraining makes labels from the data: the next token (causal LM, GPT) or
@@ -926,7 +926,7 @@ my_prediction = ...  # "grows" or "shrinks", written down BEFORE running at shar
 my_measurement = ...  # the mean gap printed at sharpness 4
 exercises.markov_context_experiment.check(my_prediction, my_measurement)
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # ### Solutions
 #
 # Try first. The cell below checks that every solution passes and every typical mistake is caught,
@@ -939,7 +939,7 @@ from fmcourse.exercises import show_solutions
 assert show_solutions(exercises.trigram_baseline, exercises.per_character_perplexity, exercises.top_k_probabilities,
                       exercises.markov_context_experiment)
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## Further reading
 #
 # - A. Radford, K. Narasimhan, T. Salimans, I. Sutskever, "Improving language understanding by

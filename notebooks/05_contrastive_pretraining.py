@@ -13,7 +13,7 @@
 #     name: python3
 # ---
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # # 05 · Contrastive pretraining: SimCLR and CLIP
 #
 # **Seed section 3.1 对比学习 (contrastive learning: learning better representations by contrasting
@@ -43,7 +43,7 @@
 #
 # **Time on a laptop CPU:** 20 s for the whole notebook.
 
-# %%
+# %% slideshow={"slide_type": "skip"}
 # Setup: on Colab (or any fresh kernel) install what this chapter needs, once; elsewhere this does nothing.
 import importlib.util
 import subprocess
@@ -75,7 +75,7 @@ from fmcourse.train import fit
 env.print_report()
 device = env.get_device()
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## 1. Positive pairs from one image: data augmentation
 #
 # Our first data set is scikit-learn's handwritten digits: 1,797 images of 8×8 grey pixels, with
@@ -123,7 +123,7 @@ assert view.shape == x_train[:64].shape and view.dtype == x_train.dtype and view
 assert torch.equal(view, augment(x_train[:64], torch.Generator().manual_seed(1))), "same seed, same views"
 assert not torch.equal(view, augment(x_train[:64], g)), "a new draw gives new views"
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # Are two views of one digit already close in pixel space? Take 256 images, two views of each, and
 # ask, for each view in the first set, which view in the second set is most similar (cosine
 # similarity of the raw pixels). If pixels were a good representation, the answer would be its own
@@ -142,7 +142,7 @@ print(f"raw pixels: a view's nearest view is its own partner for {pixel_matching
       f"(chance {1 / 256:.1%})")
 assert pixel_matching < 0.9, "augmentations move images far in pixel space: there is something to learn"
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## 2. The InfoNCE loss
 #
 # Take a batch of $N$ pairs: *queries* $q_1, \dots, q_N$ and *keys* $k_1, \dots, k_N$, where $k_i$ is
@@ -191,7 +191,7 @@ print(f"loops {by_loops:.6f}   cross-entropy {as_cross_entropy.item():.6f}   "
 assert math.isclose(by_loops, as_cross_entropy.item(), rel_tol=1e-5)
 assert torch.allclose(info_nce(q, k, tau), as_cross_entropy, atol=1e-6)
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # **SimCLR's version, NT-Xent.** SimCLR (Chen et al., 2020) makes two views of each of $N$ images,
 # $2N$ views in all, and treats *every* view as an anchor: its positive is the other view of the same
 # image, its negatives are the remaining $2N-2$ views. The loss of one anchor is InfoNCE over its
@@ -215,7 +215,7 @@ print(f"NT-Xent: loops {loop_total:.6f}   fmcourse {nt_xent(z1, z2, tau).item():
 assert math.isclose(loop_total, nt_xent(z1, z2, tau).item(), rel_tol=1e-5)
 assert torch.allclose(nt_xent(z1[shuffle], z2[shuffle], tau), nt_xent(z1, z2, tau), atol=1e-6)
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # The losses refuse input they cannot mean: one pair has no negatives to contrast with (its loss
 # would be 0 whatever the model does), the two sides of a pair must come in equal numbers, and the
 # temperature divides, so it must be positive.
@@ -229,7 +229,7 @@ for bad in (lambda: info_nce(q[:1], k[:1]), lambda: nt_xent(z1, z2[:4]), lambda:
     else:
         raise AssertionError("bad input was accepted")
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## 3. The temperature
 #
 # Dividing by $\tau$ before the softmax sharpens or flattens it. With anchor similarities $s_j$, the
@@ -277,7 +277,7 @@ plt.show()
 assert all(a > b for a, b in zip(hardest_share, hardest_share[1:])), "colder: more of the push on the hardest negative"
 assert all(a < b for a, b in zip(entropies, entropies[1:])), "colder: a sharper softmax"
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## 4. SimCLR: pretraining an encoder without labels
 #
 # The model has two parts:
@@ -323,7 +323,7 @@ start, end = history.train_loss[0], history.smoothed_train_loss()[-1]
 print(f"NT-Xent {start:.2f} → {end:.2f} in {history.seconds:.1f} s (chance level {math.log(2 * batch_size - 1):.2f})")
 assert end < math.log(2 * batch_size - 1) - 1, "the encoder learned to tell the views of different images apart"
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## 5. What did the encoder learn?
 #
 # First, the task it was trained on: view matching on *test* images it never saw. Then a picture:
@@ -362,7 +362,7 @@ print("the 5 nearest points on the map mostly share the label:", ", ".join(f"{n}
 assert matching["SimCLR encoder"] > max(matching["raw pixels"], matching["untrained encoder"]) + 0.1
 assert on_map["SimCLR encoder"] > on_map["untrained encoder"] + 0.05 and on_map["SimCLR encoder"] > on_map["raw pixels"]
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # How to read the three maps. Each shows only two of the many directions of its features (64 for
 # the pixels, 128 for the encoders): the two along which the 500 test images vary most, with the
 # share of the variance they keep on the axes. In **raw pixels** a few digits with a shape of their
@@ -442,7 +442,7 @@ knn_all = {name: probe_accuracy[name]["kNN"][-1] for name in features}
 print(f"kNN with all labels: raw pixels {knn_all['raw pixels']:.1%}, SimCLR encoder {knn_all['SimCLR encoder']:.1%}")
 assert knn_all["raw pixels"] > knn_all["SimCLR encoder"], "with every label, neighbours in pixel space win"
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # With five labels per class, the SimCLR features are read far better than raw pixels or random
 # features of the same network: the encoder learned, without a single label, that a digit stays the
 # same digit when moved, turned or smudged, which is much of what telling digits apart needs. With
@@ -477,7 +477,7 @@ for name, (few_labels, all_labels) in head_accuracy.items():
     print(f"linear probe on {name:>19}: 5 labels per class {few_labels:.1%}, all labels {all_labels:.1%}")
 assert head_accuracy["h (encoder)"][0] > head_accuracy["z (projection head)"][0], "h keeps more than z"
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # The probe reads $h$ better than $z$, but on these digits, with these augmentations, the difference
 # is small: one to two points, with five labels per class or with all of them. The next experiment
 # shows when it grows.
@@ -547,7 +547,7 @@ print(f"kNN with all labels: raw pixels {ablation['raw_pixels']['knn_all']:.1%},
 assert best_knn < ablation["raw_pixels"]["knn_all"], "with every label, pixel neighbours beat every run"
 assert live["h"] < few["raw pixels"], "without augmentations, SimCLR learns less than the pixels hold"
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # What the ablation shows (the numbers are in `bench/results/simclr_augmentations.md`):
 #
 # - **No single augmentation is vital.** Leaving one out costs at most a few points: rotation the
@@ -592,7 +592,7 @@ print(f"image → text {rows.item():.4f}, text → image {columns.item():.4f}, "
       f"CLIP loss {clip_loss(images_emb, texts_emb, tau).item():.4f}")
 assert torch.allclose(clip_loss(images_emb, texts_emb, tau), (rows + columns) / 2, atol=1e-6)
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # Our stand-in for the web is `fmcourse.data.make_scenes`, a world of 16×16 images with one shape
 # each, in one of 4 shapes, 5 colours, 2 sizes and 4 positions, and the caption that says exactly
 # that: 160 possible captions. To test whether the model *composes* words rather than memorising
@@ -620,7 +620,7 @@ fig = viz.image_grid(train_scenes.images[:16], ncols=8, size=1.3,
 plt.show()
 assert not unseen_combination(train_scenes).any() and unseen_combination(test_scenes).sum() > 50
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # The image encoder is a small CNN (two stages of convolution and pooling; its features are the
 # flattened last map, so they keep *where* the shape is); the text encoder is the chapter-03
 # Transformer encoder with one block, its outputs averaged over the words. Each has a linear
@@ -646,7 +646,7 @@ print(f"CLIP loss {history.train_loss[0]:.2f} → {history.smoothed_train_loss()
       f"learned temperature {clip.temperature.item():.3f}")
 assert history.smoothed_train_loss()[-1] < math.log(128) - 3, "images and captions found each other"
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # ### Zero-shot classification
 #
 # To classify with CLIP you need no classifier, only words. Write a text for each class and embed
@@ -683,7 +683,7 @@ print(", ".join(f"{name} {a:.1%} (chance {c:.0%})" for name, (a, c) in zero_shot
 for name, (acc, chance) in zero_shot.items():
     assert acc > chance + (1 - chance) / 2, f"{name}: zero-shot closes at least half the gap from chance to perfect"
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # ### Retrieval, both ways
 #
 # The same similarity matrix answers two search questions. **Image → text**: for each test image,
@@ -717,14 +717,14 @@ print(f"exact caption among 160 (chance {1 / 160:.1%}): combinations seen in tra
 assert seen_accuracy > 0.6, "most images retrieve their exact caption among 160"
 assert unseen_accuracy > 0.15, "new combinations of known words work far above chance"
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # Captions for combinations that never occurred in training still find their images far more often
 # than chance, though less often than familiar ones: the text encoder has learned words that it can
 # combine, partly, and partly it has memorised which combinations exist. Real CLIP shows both sides
 # too: remarkable zero-shot transfer, and weak *compositional* understanding (which object is which
 # colour, left of what), a known limitation of contrastive image–text models.
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## Summary
 #
 # - Contrastive learning turns "these two belong together" into a training signal: positives are
@@ -804,7 +804,7 @@ my_prediction = ...  # "above" or "below", written down BEFORE running at temper
 my_measurement = ...  # the loss printed at temperature 0.05
 exercises.temperature_experiment.check(my_prediction, my_measurement)
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # ### Solutions
 #
 # Try first. The cell below checks that every solution passes and every typical mistake is caught,
@@ -817,7 +817,7 @@ from fmcourse.exercises import show_solutions
 assert show_solutions(exercises.uniformity, exercises.lowest_info_nce, exercises.recall_at_k,
                       exercises.temperature_experiment)
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## Further reading
 #
 # - T. Chen, S. Kornblith, M. Norouzi, G. Hinton, "A simple framework for contrastive learning of

@@ -155,3 +155,15 @@ print("sample:", repr(sample(model, tokenizer, "The ", length=20, seed=0)))
     size = (ROOT / "fmcourse" / "shipped" / "simclr_digits.safetensors").stat().st_size
     assert f"encoder: {size}" in result.stdout and "sample: 'The " in result.stdout
     assert not (tmp_path / "cache").exists(), "nothing rebuilt into the cache"
+
+
+def test_slides_open_at_sections_and_skip_the_setup_cell():
+    from fmcourse.chapters import mark_slides
+
+    text = ("# %% [markdown]\n# # Title\n\n# %%\n# Setup: install\nx = 1\n\n# %% [markdown]\n# ## 1. A section\n\n"
+            "# %%\ny = 2\n\n# %% [markdown] slideshow={\"slide_type\": \"slide\"}\n# More prose\n")
+    marked = mark_slides(text)
+    kinds = [line.partition("slide_type\": \"")[2].rstrip("\"}") or "-" for line in marked.splitlines()
+             if line.startswith("# %%")]
+    assert kinds == ["slide", "skip", "slide", "-", "subslide"]
+    assert mark_slides(marked) == marked, "marking twice changes nothing"

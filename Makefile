@@ -6,6 +6,11 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 ROOT_FLAG := $(shell [ "$$(id -u)" = 0 ] && echo --allow-root)
+# torch's OpenMP threads spin for a bounded while when they wait, then sleep: as fast as spinning on an
+# idle laptop, and no collapse when other work wants the cores (bench/results/threads.md). Your own
+# GOMP_SPINCOUNT or OMP_WAIT_POLICY wins.
+GOMP_SPINCOUNT ?= 100000
+export GOMP_SPINCOUNT
 
 .PHONY: install lab test sync badges bench browser-test site slides clean
 

@@ -9,8 +9,9 @@ import pytest
 # Read by the notebook kernels nbval starts: live plots and progress bars stay quiet.
 os.environ["FMCOURSE_HEADLESS"] = "1"
 os.environ.setdefault("MPLBACKEND", "Agg")
-# On a busy 2-core machine, OpenMP threads that spin while waiting slow torch down many times over.
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+# OpenMP threads that spin without bound while waiting slow torch down when the machine is busy, and
+# passive waiting costs 1.7x on an idle one; a bounded spin is good in both (bench/results/threads.md).
+os.environ.setdefault("GOMP_SPINCOUNT", "100000")
 
 _notebook_seconds: dict[str, float] = defaultdict(float)
 _slowest_cell: dict[str, float] = defaultdict(float)

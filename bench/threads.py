@@ -5,9 +5,8 @@
 torch's CPU threads (GNU OpenMP) spin for a while when they wait for each other, then sleep. On an
 idle machine spinning is fastest; when other processes want the same cores, spinning threads burn
 the time the others need, and a small model slows down many times. Each setting below trains the
-course's small GPT (4 layers, width 128, context 64, batch 12) in a fresh process, once with the
-machine otherwise idle and once with as many busy processes as there are cores; rounds alternate the
-settings, and each cell of the table is the best round (slow rounds measure the machine's other work).
+course's small GPT (4 layers, width 128, context 64, batch 12) in a fresh process, with the machine otherwise idle, with a busy loop on every core, and beside a second torch
+training; rounds alternate the settings, and each cell of the table is the best round (slow rounds measure the machine's other work).
 Writes bench/results/threads.md and prints it. `make lab` uses the setting chosen from this table.
 """
 
@@ -56,8 +55,9 @@ def steps_per_second(setting: dict, seconds: float) -> float:
     return float(out.split()[-1])
 
 
-def measure(busy: int, seconds: float, rounds: int) -> dict[str, float]:
-    hogs = [subprocess.Popen([sys.executable, "-c", HOG]) for _ in range(busy)]
+def measure(hogs: list[list[str]], seconds: float, rounds: int) -> dict[str, float]:
+    """The best steps per second of each setting while the commands ``hogs`` run beside it."""
+    hogs = [subprocess.Popen(command, stdout=subprocess.DEVNULL) for command in hogs]
     try:
         best = {name: 0.0 for name in SETTINGS}
         for _ in range(rounds):
@@ -75,18 +75,21 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3, help="alternating rounds; the best is kept")
     args = parser.parse_args()
     cores = multiprocessing.cpu_count()
-    idle = measure(0, args.seconds, args.rounds)
-    busy = measure(cores, args.seconds, args.rounds)
-    rows = [f"| {name} | {idle[name]:.1f} | {busy[name]:.1f} | {idle[name] / max(idle.values()):.2f} | "
-            f"{busy[name] / max(busy.values()):.2f} |" for name in SETTINGS]
+    columns = {
+        "idle": measure([], args.seconds, args.rounds),
+        f"{cores} busy loops": measure([[sys.executable, "-c", HOG]] * cores, args.seconds, args.rounds),
+        "another torch training": measure([[sys.executable, "-c", TRAIN, "100000"]], args.seconds, args.rounds),
+    }
+    rows = ["| " + " | ".join([name] + [f"{c[name]:.1f} ({c[name] / max(c.values()):.2f})" for c in columns.values()])
+            + " |" for name in SETTINGS]
     table = "\n".join([
         "# OpenMP waiting policy: training steps per second, idle and busy machine", "",
         f"`python bench/threads.py --seconds {args.seconds:g} --rounds {args.rounds}` on {platform.machine()}, "
-        f"{cores} cores, {datetime.date.today()}; busy = {cores} other processes spinning. The course's small GPT "
-        "(4 layers, width 128, context 64, batch 12); the best of the rounds; ratios are to the best setting in "
-        "the same column.", "",
-        "| setting | idle (steps/s) | busy (steps/s) | idle, relative | busy, relative |",
-        "|---|---:|---:|---:|---:|", *rows, ""])
+        f"{cores} cores, {datetime.date.today()}. Training steps per second of the course's small GPT (4 layers, "
+        "width 128, context 64, batch 12), the best of the rounds, and in brackets the ratio to the best setting "
+        "in the same column; beside it: nothing, busy Python loops on every core, or a second torch training "
+        "with default settings.", "",
+        "| setting | " + " | ".join(columns) + " |", "|---|" + "---:|" * len(columns), *rows, ""])
     RESULTS.write_text(table)
     print(table)
 

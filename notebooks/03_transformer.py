@@ -41,7 +41,7 @@
 # - count parameters and FLOPs per component, and measure how the cost grows with the context length;
 # - add cross-attention and assemble an encoder–decoder, the architecture of translation (chapter 07).
 #
-# **Time on a laptop CPU:** 15 s for the whole notebook.
+# **Time on a laptop CPU:** 14 s for the whole notebook.
 
 # %% slideshow={"slide_type": "skip"}
 # Setup: on Colab (or any fresh kernel) install what this chapter needs, once; elsewhere this does nothing.

@@ -43,13 +43,19 @@ def explorer(draw: Callable[..., object], **controls):
         plt.show()
         return None
 
+    drawn = []
+
     def show(**kwargs) -> None:
+        drawn.append(kwargs)
         draw(**kwargs)
         plt.show()
 
-    return ipywidgets.interactive(
+    box = ipywidgets.interactive(
         show, **{name: c if isinstance(c, ipywidgets.Widget) else ipywidgets.fixed(c) for name, c in controls.items()}
     )
+    if not drawn:  # ipywidgets 8 draws the initial state at once; 7 (Colab's) waits for a change
+        box.update()
+    return box
 
 
 # --- loss landscape of a two-parameter model ------------------------------------------------------

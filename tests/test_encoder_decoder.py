@@ -174,7 +174,7 @@ def test_encoder_decoder_learns_to_reverse_and_generates_greedily():
 
 def test_encoder_decoder_bad_input_and_checkpoint_round_trip(tmp_path):
     model = tiny()
-    with pytest.raises(ValueError, match="source of length 13 is longer than the context length 12"):
+    with pytest.raises(ValueError, match="source sequence of length 13 is longer than the context length 12"):
         model(torch.zeros(1, 13, dtype=torch.long), torch.zeros(1, 2, dtype=torch.long))
     with pytest.raises(ValueError, match=r"target ids must be in \[0, 13\)"):
         model(torch.zeros(1, 3, dtype=torch.long), torch.tensor([[1, 13]]))

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from fmcourse.models.transformer import TransformerConfig, TransformerLM
+from fmcourse.models.transformer import TransformerConfig, TransformerLM, check_token_ids
 from fmcourse.nn import Block, sinusoidal_positions
 
 
@@ -78,20 +78,6 @@ class EncoderDecoder(nn.Module):
             for layer in (block.attn.out, block.cross_attn.out, block.mlp.proj):
                 nn.init.normal_(layer.weight, std=0.02 / math.sqrt(3 * c.n_decoder_layer))
 
-    def _check(self, idx: torch.Tensor, is_token: torch.Tensor | None, name: str) -> None:
-        if not isinstance(idx, torch.Tensor) or idx.dtype not in (torch.int64, torch.int32) or idx.dim() != 2:
-            described = f"{tuple(idx.shape)} {idx.dtype}" if isinstance(idx, torch.Tensor) else type(idx).__name__
-            raise TypeError(f"{name} ids must be a (batch, length) integer tensor (int64), got {described}")
-        T, C, V = idx.size(1), self.config.context_length, self.config.vocab_size
-        if T > C:
-            raise ValueError(f"{name} of length {T} is longer than the context length {C}")
-        low, high = idx.min().item(), idx.max().item()
-        if low < 0 or high >= V:
-            raise ValueError(f"{name} ids must be in [0, {V}) (vocab_size={V}), got ids from {low} to {high}")
-        if is_token is not None and is_token.shape != idx.shape:
-            raise ValueError(f"{name}_is_token must have the shape of the {name} ids {tuple(idx.shape)}, "
-                             f"got {tuple(is_token.shape)}")
-
     def _embed(self, idx: torch.Tensor, side: str) -> torch.Tensor:
         T = idx.size(1)
         if self.config.positional == "learned":
@@ -103,14 +89,14 @@ class EncoderDecoder(nn.Module):
 
     def encode(self, source: torch.Tensor, source_is_token: torch.Tensor | None = None) -> torch.Tensor:
         """source: ``(B, S)`` ids, source_is_token: optional ``(B, S)`` bool. Returns the memory ``(B, S, d_model)``."""
-        self._check(source, source_is_token, "source")
+        check_token_ids(source, source_is_token, self.config.context_length, self.config.vocab_size, "source")
         x = self._embed(source, "source")
         for block in self.encoder_blocks:
             x = block(x, source_is_token)
         return self.encoder_norm(x)
 
     def _decode(self, target, memory, source_is_token, target_is_token, need_weights):
-        self._check(target, target_is_token, "target")
+        check_token_ids(target, target_is_token, self.config.context_length, self.config.vocab_size, "target")
         if memory.dim() != 3 or memory.size(0) != target.size(0) or memory.size(-1) != self.config.d_model:
             raise ValueError(f"memory must be (batch={target.size(0)}, source length, d_model={self.config.d_model}), "
                              f"got {tuple(memory.shape)}")

@@ -20,6 +20,23 @@ from fmcourse.nn import Block, Rotary, sinusoidal_positions
 POSITIONAL = ("learned", "sinusoidal", "rotary")
 
 
+
+def check_token_ids(idx: torch.Tensor, is_token: torch.Tensor | None, context_length: int, vocab_size: int,
+                    name: str = "token") -> None:
+    """Refuse ids that are not a ``(batch, length)`` integer tensor within the context and vocabulary,
+    and an ``is_token`` mask of another shape, with a message naming ``name`` (``"source"``, ...)."""
+    if not isinstance(idx, torch.Tensor) or idx.dtype not in (torch.int64, torch.int32) or idx.dim() != 2:
+        described = f"{tuple(idx.shape)} {idx.dtype}" if isinstance(idx, torch.Tensor) else type(idx).__name__
+        raise TypeError(f"{name} ids must be a (batch, length) integer tensor (int64), got {described}")
+    T, C, V = idx.size(1), context_length, vocab_size
+    if T > C:
+        raise ValueError(f"{name} sequence of length {T} is longer than the context length {C}")
+    low, high = idx.min().item(), idx.max().item()
+    if low < 0 or high >= V:
+        raise ValueError(f"{name} ids must be in [0, {V}) (vocab_size={V}), got ids from {low} to {high}")
+    if is_token is not None and is_token.shape != idx.shape:
+        raise ValueError(f"is_token must have the shape of the {name} ids {tuple(idx.shape)}, got {tuple(is_token.shape)}")
+
 @dataclass
 class TransformerConfig:
     """Sizes of a Transformer language model (stored on the model as ``model.config``)."""
@@ -78,19 +95,6 @@ class TransformerLM(nn.Module):
         if isinstance(module, nn.Linear) and module.bias is not None:
             nn.init.zeros_(module.bias)
 
-    def _check(self, idx: torch.Tensor, is_token: torch.Tensor | None) -> None:
-        if not isinstance(idx, torch.Tensor) or idx.dtype not in (torch.int64, torch.int32) or idx.dim() != 2:
-            described = f"{tuple(idx.shape)} {idx.dtype}" if isinstance(idx, torch.Tensor) else type(idx).__name__
-            raise TypeError(f"token ids must be a (batch, length) integer tensor (int64), got {described}")
-        T, C, V = idx.size(1), self.config.context_length, self.config.vocab_size
-        if T > C:
-            raise ValueError(f"sequence of length {T} is longer than the context length {C}")
-        low, high = idx.min().item(), idx.max().item()
-        if low < 0 or high >= V:
-            raise ValueError(f"token ids must be in [0, {V}) (vocab_size={V}), got ids from {low} to {high}")
-        if is_token is not None and is_token.shape != idx.shape:
-            raise ValueError(f"is_token must have the shape of the token ids {tuple(idx.shape)}, got {tuple(is_token.shape)}")
-
     def _positions(self, T: int) -> torch.Tensor | float:
         """``(T, d_model)`` added to the token embeddings (0 with rotary positions, applied inside attention)."""
         if self.config.positional == "learned":
@@ -100,7 +104,7 @@ class TransformerLM(nn.Module):
         return 0.0
 
     def _run(self, idx: torch.Tensor, is_token: torch.Tensor | None, need_weights: bool):
-        self._check(idx, is_token)
+        check_token_ids(idx, is_token, self.config.context_length, self.config.vocab_size)
         x = self.dropout(self.token_embedding(idx) + self._positions(idx.size(1)))  # (B, T, d_model)
         maps = []
         for block in self.blocks:

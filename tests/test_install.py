@@ -18,6 +18,7 @@ from fmcourse.chapters import CHAPTERS, EXTRA_MODULES, Release, chapter, release
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tools"))
+import build_site  # noqa: E402
 import setup_venv  # noqa: E402
 from wheel_venv import wheel_venv  # noqa: E402
 
@@ -167,3 +168,14 @@ def test_slides_open_at_sections_and_skip_the_setup_cell():
              if line.startswith("# %%")]
     assert kinds == ["slide", "skip", "slide", "-", "subslide"]
     assert mark_slides(marked) == marked, "marking twice changes nothing"
+
+
+def test_the_site_lists_and_links_every_chapter(tmp_path):
+    ready = build_site.book_sources(tmp_path / "book")
+    assert ready == [c.notebook for c in CHAPTERS if c.status == "ready"]
+    toc = (tmp_path / "book" / "_toc.yml").read_text()
+    index = (tmp_path / "book" / "index.md").read_text()
+    for c in CHAPTERS:
+        assert (f"- file: {c.notebook}" in toc) == (c.status == "ready")
+        assert (f"]({c.notebook}.ipynb)" in index) == (c.status == "ready") and c.title in index
+        assert (c.status != "ready") or (tmp_path / "book" / f"{c.notebook}.ipynb").is_file()

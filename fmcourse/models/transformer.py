@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from fmcourse.nn import Block, Rotary, sinusoidal_positions
+from fmcourse.nn import Block, KVCache, Rotary, sinusoidal_positions
 
 POSITIONAL = ("learned", "sinusoidal", "rotary")
 
@@ -95,34 +95,57 @@ class TransformerLM(nn.Module):
         if isinstance(module, nn.Linear) and module.bias is not None:
             nn.init.zeros_(module.bias)
 
-    def _positions(self, T: int) -> torch.Tensor | float:
-        """``(T, d_model)`` added to the token embeddings (0 with rotary positions, applied inside attention)."""
+    def _positions(self, T: int, offset: int = 0) -> torch.Tensor | float:
+        """``(T, d_model)`` added to the token embeddings at positions offset..offset+T-1 (0 with rotary
+        positions, applied inside attention)."""
         if self.config.positional == "learned":
-            return self.position_embedding.weight[:T]
+            return self.position_embedding.weight[offset:offset + T]
         if self.config.positional == "sinusoidal":
-            return self.position_table[:T]
+            return self.position_table[offset:offset + T]
         return 0.0
 
-    def _run(self, idx: torch.Tensor, is_token: torch.Tensor | None, need_weights: bool):
+    def new_cache(self) -> KVCache:
+        """An empty key/value cache for ``forward(idx, cache=...)`` (causal models only)."""
+        if not self.causal:
+            raise ValueError(f"{type(self).__name__} is not causal: a key/value cache serves left-to-right generation only")
+        return KVCache(self.config.n_layer)
+
+    def _run(self, idx: torch.Tensor, is_token: torch.Tensor | None, need_weights: bool, cache: KVCache | None = None):
         check_token_ids(idx, is_token, self.config.context_length, self.config.vocab_size)
-        x = self.dropout(self.token_embedding(idx) + self._positions(idx.size(1)))  # (B, T, d_model)
+        past = 0
+        if cache is not None:
+            if not self.causal:
+                raise ValueError(f"{type(self).__name__} is not causal: a key/value cache serves left-to-right generation only")
+            if not isinstance(cache, KVCache) or len(cache.layers) != len(self.blocks):
+                raise TypeError(f"cache must be a KVCache with {len(self.blocks)} layers (model.new_cache()), got {cache!r}")
+            past = len(cache)
+            if past + idx.size(1) > self.config.context_length:
+                raise ValueError(f"the cache holds {past} positions: {idx.size(1)} more exceed the context length "
+                                 f"{self.config.context_length}")
+        x = self.dropout(self.token_embedding(idx) + self._positions(idx.size(1), past))  # (B, T, d_model)
         maps = []
-        for block in self.blocks:
+        for i, block in enumerate(self.blocks):
+            layer_cache = None if cache is None else cache.layers[i]
             if need_weights:
-                x, weights = block(x, is_token, need_weights=True)
+                x, weights = block(x, is_token, need_weights=True, cache=layer_cache)
                 maps.append(weights)
             else:
-                x = block(x, is_token)
+                x = block(x, is_token, cache=layer_cache)
         return self.norm(x), maps
 
-    def hidden(self, idx: torch.Tensor, is_token: torch.Tensor | None = None) -> torch.Tensor:
+    def hidden(self, idx: torch.Tensor, is_token: torch.Tensor | None = None, cache: KVCache | None = None) -> torch.Tensor:
         """The final normalised hidden states ``(B, T, d_model)``: the features a head reads."""
-        return self._run(idx, is_token, need_weights=False)[0]
+        return self._run(idx, is_token, need_weights=False, cache=cache)[0]
 
-    def forward(self, idx: torch.Tensor, is_token: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(self, idx: torch.Tensor, is_token: torch.Tensor | None = None, cache: KVCache | None = None) -> torch.Tensor:
         """idx: ``(B, T)`` token ids; is_token: optional ``(B, T)`` bool, False at padding.
-        Returns logits ``(B, T, vocab_size)``."""
-        return self.head(self.hidden(idx, is_token))
+        Returns logits ``(B, T, vocab_size)``.
+
+        ``cache`` (a GPT only; from ``new_cache()``): the keys and values of the ``P`` positions run
+        before; ``idx`` is then positions ``P..P+T-1``, and the cache is extended with them. The logits
+        equal those of running all ``P + T`` positions at once (up to float rounding).
+        """
+        return self.head(self.hidden(idx, is_token, cache))
 
     @torch.no_grad()
     def attention_maps(self, idx: torch.Tensor, is_token: torch.Tensor | None = None) -> torch.Tensor:

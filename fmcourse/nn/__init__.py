@@ -1,8 +1,10 @@
 """Neural-network building blocks: attention (teaching and fast paths, self- and cross-attention),
-positions, Transformer blocks, LoRA adapters."""
+positions, Transformer blocks, LoRA adapters, the key/value cache for generation."""
 
 from fmcourse.nn.attention import (
     CrossAttention,
+    KVCache,
+    LayerKV,
     MultiHeadAttention,
     attention,
     attention_weights,
@@ -16,6 +18,8 @@ from fmcourse.nn.positional import Rotary, sinusoidal_positions
 
 __all__ = [
     "CrossAttention",
+    "KVCache",
+    "LayerKV",
     "mean_over_tokens",
     "MLP",
     "Block",

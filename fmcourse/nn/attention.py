@@ -141,20 +141,32 @@ class MultiHeadAttention(nn.Module):
         self.fast = True
 
     def forward(self, x: torch.Tensor, is_token: torch.Tensor | None = None,
-                need_weights: bool = False) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+                need_weights: bool = False, cache: LayerKV | None = None) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
         """x: ``(B, T, d_model)``; is_token: optional ``(B, T)`` bool, False at padding.
 
         Returns ``(B, T, d_model)``, and with ``need_weights`` also the weights ``(B, n_head, T, T)``
-        (computed by the teaching path).
+        (computed by the teaching path). ``cache`` (causal attention only): the keys and values of the
+        ``P`` positions before ``x``, extended in place with ``x``'s; ``x`` is then positions ``P..P+T-1``
+        and the weights are ``(B, n_head, T, P + T)``.
         """
         if x.dim() != 3 or x.size(-1) != self.qkv.in_features:
             raise ValueError(f"expected x of shape (batch, length, {self.qkv.in_features}), got {tuple(x.shape)}")
         B, T, D = x.shape
         # (B, T, 3D) -> three (B, n_head, T, head_dim)
         q, k, v = self.qkv(x).view(B, T, 3, self.n_head, self.head_dim).permute(2, 0, 3, 1, 4)
+        past = 0 if cache is None else len(cache)
         if self.rotary is not None:
-            q, k = self.rotary(q), self.rotary(k)
-        mask = None
+            q, k = self.rotary(q, offset=past), self.rotary(k, offset=past)
+        causal, mask = self.causal, None
+        if cache is not None:
+            if not self.causal:
+                raise ValueError("a key/value cache needs causal attention (an earlier position must not see later ones)")
+            if is_token is not None:
+                raise ValueError("a key/value cache works on unpadded sequences: pass is_token=None")
+            k, v = cache.extend(k, v)  # (B, n_head, past + T, head_dim)
+            if past > 0:  # new position past + i sees keys 0..past + i
+                causal = False
+                mask = None if T == 1 else torch.ones(T, past + T, dtype=torch.bool, device=x.device).tril(past)
         if is_token is not None:
             if is_token.shape != (B, T):
                 raise ValueError(f"is_token must have the shape of the input tokens (batch, length) = {(B, T)}, "
@@ -162,10 +174,10 @@ class MultiHeadAttention(nn.Module):
             mask = padding_mask(is_token)  # (B, 1, 1, T)
         dropout = self.weight_dropout if self.training else 0.0
         if need_weights:
-            weights = attention_weights(q, k, mask, self.causal)
+            weights = attention_weights(q, k, mask, causal)
             y = F.dropout(weights, dropout) @ v
         else:
-            y = attention(q, k, v, mask, causal=self.causal, dropout=dropout, fast=self.fast)
+            y = attention(q, k, v, mask, causal=causal, dropout=dropout, fast=self.fast)
         y = self.out_dropout(self.out(y.transpose(1, 2).reshape(B, T, D)))  # heads side by side again
         return (y, weights) if need_weights else y
 
@@ -227,6 +239,46 @@ class CrossAttention(nn.Module):
             y = attention(q, k, v, mask, dropout=dropout, fast=self.fast)
         y = self.out_dropout(self.out(y.transpose(1, 2).reshape(B, Tq, D)))
         return (y, weights) if need_weights else y
+
+
+class LayerKV:
+    """The keys and values one self-attention layer has computed so far, ``(B, n_head, T_past, head_dim)``
+    each (None before the first call). ``extend`` appends the new positions' and returns all of them."""
+
+    def __init__(self):
+        self.k: torch.Tensor | None = None
+        self.v: torch.Tensor | None = None
+
+    def __len__(self) -> int:
+        return 0 if self.k is None else self.k.size(-2)
+
+    def extend(self, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Append ``k``, ``v`` ``(B, n_head, T_new, head_dim)``; return the keys and values of every position."""
+        if self.k is not None:
+            if k.shape[:2] != self.k.shape[:2]:
+                raise ValueError(f"the cache holds a batch of {self.k.size(0)} sequences with {self.k.size(1)} heads, "
+                                 f"got keys of shape {tuple(k.shape)}")
+            k, v = torch.cat([self.k, k], dim=-2), torch.cat([self.v, v], dim=-2)
+        self.k, self.v = k, v
+        return k, v
+
+
+class KVCache:
+    """A key/value cache for generation with a causal model: one ``LayerKV`` per layer.
+
+    Without a cache, generating token t runs the model on all t positions again; with it, each step runs
+    on the one new position and attends to the keys and values stored from earlier steps (they do not
+    change, since a causal position never sees later ones). ``len(cache)`` is the number of positions
+    stored.
+    """
+
+    def __init__(self, n_layer: int):
+        if not isinstance(n_layer, int) or n_layer < 1:
+            raise ValueError(f"a cache needs a positive number of layers, got {n_layer!r}")
+        self.layers = [LayerKV() for _ in range(n_layer)]
+
+    def __len__(self) -> int:
+        return len(self.layers[0])
 
 
 def set_fast_attention(model: nn.Module, fast: bool = True) -> nn.Module:

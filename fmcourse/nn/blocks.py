@@ -13,7 +13,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from fmcourse.nn.attention import CrossAttention, MultiHeadAttention
+from fmcourse.nn.attention import CrossAttention, LayerKV, MultiHeadAttention
 
 
 class MLP(nn.Module):
@@ -53,18 +53,20 @@ class Block(nn.Module):
         self.mlp = MLP(d_model, 4 * d_model, dropout)
 
     def forward(self, x: torch.Tensor, is_token: torch.Tensor | None = None, need_weights: bool = False,
-                memory: torch.Tensor | None = None, memory_is_token: torch.Tensor | None = None):
+                memory: torch.Tensor | None = None, memory_is_token: torch.Tensor | None = None,
+                cache: LayerKV | None = None):
         """x: ``(B, T, d_model)``; is_token: optional ``(B, T)`` bool (False at padding); memory:
         ``(B, S, d_model)`` for a cross block (None otherwise), memory_is_token: optional ``(B, S)``.
 
         With ``need_weights`` also returns the self-attention weights ``(B, n_head, T, T)``; a cross
         block returns ``(x, (self_weights, cross_weights))`` with cross weights ``(B, n_head, T, S)``.
+        ``cache``: the self-attention's key/value cache (see ``MultiHeadAttention``).
         """
         if self.cross and memory is None:
             raise ValueError("this block has cross-attention (cross=True): pass memory=(batch, length, d_model)")
         if not self.cross and memory is not None:
             raise ValueError("this block has no cross-attention: build it with cross=True to read a memory")
-        attended = self.attn(self.norm1(x), is_token, need_weights=need_weights)
+        attended = self.attn(self.norm1(x), is_token, need_weights=need_weights, cache=cache)
         if need_weights:
             attended, weights = attended
         x = x + attended

@@ -41,11 +41,12 @@ class Rotary(nn.Module):
         self.register_buffer("cos", angles.cos().float(), persistent=False)  # (context_length, head_dim/2)
         self.register_buffer("sin", angles.sin().float(), persistent=False)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """x: ``(..., T, head_dim)`` at positions 0..T-1; returns the rotated ``(..., T, head_dim)``."""
+    def forward(self, x: torch.Tensor, offset: int = 0) -> torch.Tensor:
+        """x: ``(..., T, head_dim)`` at positions offset..offset+T-1; returns the rotated ``(..., T, head_dim)``."""
         T = x.size(-2)
-        if T > self.cos.size(0):
-            raise ValueError(f"sequence of length {T} is longer than the rotary table ({self.cos.size(0)} positions)")
-        cos, sin = self.cos[:T].to(x.dtype), self.sin[:T].to(x.dtype)
+        if offset + T > self.cos.size(0):
+            raise ValueError(f"sequence of length {T} at offset {offset} is longer than the rotary table "
+                             f"({self.cos.size(0)} positions)")
+        cos, sin = self.cos[offset:offset + T].to(x.dtype), self.sin[offset:offset + T].to(x.dtype)
         x1, x2 = x.chunk(2, dim=-1)
         return torch.cat([x1 * cos - x2 * sin, x1 * sin + x2 * cos], dim=-1)

@@ -1,5 +1,5 @@
-"""Evaluation metrics: how often a classifier is right, which classes it confuses, and whether its
-confidence can be trusted.
+"""Evaluation metrics: how often a classifier is right, which classes it confuses, whether its
+confidence can be trusted; and, for generated text, exact match and BLEU.
 
     accuracy(logits, targets)                    # logits (N, C) or (..., C), targets (N,) or (...)
     confusion_matrix(predicted, targets, 10)     # (10, 10): row = true class, column = predicted
@@ -9,11 +9,17 @@ confidence can be trusted.
 Predictions may be scores (logits or probabilities, with one more dimension than the targets, the
 classes last: the arg-max is the predicted class) or class labels of the same shape as the targets.
 Tensors, NumPy arrays and lists are accepted; the results agree with scikit-learn's (tested).
+
+    exact_match(["三百零五", "十"], ["三百零五", "一十"])   # 0.5: the share of outputs equal to their targets
+    bleu(hypotheses, references, max_n=4)             # corpus BLEU in [0, 1] (sacreBLEU reports 100 x this)
 """
 
 from __future__ import annotations
 
+import math
+from collections import Counter
 from dataclasses import dataclass
+from typing import Sequence
 
 import torch
 
@@ -175,3 +181,79 @@ def calibration(probabilities, targets, bins: int = 10) -> Calibration:
         return (torch.bincount(which, weights=x, minlength=bins) / counts).cpu()
 
     return Calibration(edges.cpu(), bin_mean(confidence), bin_mean(correct), counts.cpu())
+
+
+def _sequences(name: str, items) -> list:
+    if isinstance(items, (str, bytes)) or not isinstance(items, Sequence):
+        raise TypeError(f"{name} must be a list (one entry per example), got {type(items).__name__}")
+    return list(items)
+
+
+def exact_match(predictions: Sequence, targets: Sequence) -> float:
+    """The share of ``predictions`` equal to their ``targets`` (strings, or lists of tokens or ids),
+    compared exactly: ``"三百零五" != "三百零五 "``. Lists of equal length, one entry per example."""
+    predictions, targets = _sequences("predictions", predictions), _sequences("targets", targets)
+    if len(predictions) != len(targets):
+        raise ValueError(f"{len(predictions)} predictions for {len(targets)} targets: give one prediction per target")
+    if not targets:
+        raise ValueError("no examples: predictions and targets are empty")
+    same = [(list(p) if isinstance(p, torch.Tensor) else p) == (list(t) if isinstance(t, torch.Tensor) else t)
+            for p, t in zip(predictions, targets)]
+    return sum(same) / len(same)
+
+
+def _tokens(name: str, text, split: str) -> list:
+    if isinstance(text, str):
+        return text.split() if split == "whitespace" else [c for c in text if not c.isspace()]
+    if isinstance(text, torch.Tensor):
+        return text.tolist()
+    if isinstance(text, Sequence):
+        return list(text)
+    raise TypeError(f"each of {name} must be a string or a list of tokens, got {type(text).__name__}")
+
+
+def ngram_counts(tokens: Sequence, n: int) -> Counter:
+    """How often each ``n``-gram (a tuple of ``n`` tokens) occurs in ``tokens``."""
+    return Counter(tuple(tokens[i:i + n]) for i in range(len(tokens) - n + 1))
+
+
+def bleu(hypotheses: Sequence, references: Sequence, max_n: int = 4, split: str = "whitespace") -> float:
+    """Corpus BLEU (Papineni et al., 2002) in [0, 1], one reference per hypothesis, no smoothing.
+
+    For ``n = 1..max_n``, the modified precision ``p_n`` is the number of the hypotheses' n-grams found
+    in their reference, each counted at most as often as it occurs there (clipping: "the the the" does
+    not match "the cat" three times), over the number of the hypotheses' n-grams, summed over the
+    corpus. With ``c`` the hypotheses' and ``r`` the references' total length, the brevity penalty is
+    ``BP = 1`` if ``c > r`` else ``exp(1 - r / c)``, and
+
+        BLEU = BP * exp(mean_n log p_n)          (0 when some p_n is 0)
+
+    Hypotheses and references are lists of token lists (or of id tensors), or of strings, which are
+    split on whitespace (``split="whitespace"``, for words) or into characters (``split="chars"``,
+    whitespace dropped, for Chinese numerals). sacreBLEU's ``corpus_bleu`` with tokenisation already
+    done and no smoothing gives ``100 *`` this value.
+    """
+    if split not in ("whitespace", "chars"):
+        raise ValueError(f"split must be 'whitespace' or 'chars', got {split!r}")
+    if isinstance(max_n, bool) or not isinstance(max_n, int) or max_n < 1:
+        raise ValueError(f"max_n must be a positive int, got {max_n!r}")
+    hypotheses, references = _sequences("hypotheses", hypotheses), _sequences("references", references)
+    if len(hypotheses) != len(references):
+        raise ValueError(f"{len(hypotheses)} hypotheses for {len(references)} references: give one reference per "
+                         f"hypothesis")
+    if not hypotheses:
+        raise ValueError("no examples: hypotheses and references are empty")
+    matches, totals = [0] * max_n, [0] * max_n
+    hyp_length = ref_length = 0
+    for hyp, ref in zip(hypotheses, references):
+        hyp, ref = _tokens("hypotheses", hyp, split), _tokens("references", ref, split)
+        hyp_length, ref_length = hyp_length + len(hyp), ref_length + len(ref)
+        for n in range(1, max_n + 1):
+            hyp_counts, ref_counts = ngram_counts(hyp, n), ngram_counts(ref, n)
+            matches[n - 1] += sum(min(count, ref_counts[gram]) for gram, count in hyp_counts.items())
+            totals[n - 1] += sum(hyp_counts.values())
+    if hyp_length == 0 or min(matches) == 0:
+        return 0.0
+    log_precision = sum(math.log(m / t) for m, t in zip(matches, totals)) / max_n
+    brevity = 1.0 if hyp_length > ref_length else math.exp(1 - ref_length / hyp_length)
+    return brevity * math.exp(log_precision)

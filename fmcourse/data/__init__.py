@@ -6,7 +6,10 @@
 - ``batches``: random windows for causal LM, BERT-style masking for masked LM;
 - ``registry``: pinned, checked, cached downloads; ``files``: atomic writes and checksums;
 - ``shapes``: a synthetic world of small images of shapes with exact captions;
-- ``augment``: random views of image batches (crop, rotation, blur, noise, erasing), in torch.
+- ``augment``: random views of image batches (crop, rotation, blur, noise, erasing), in torch;
+- ``numbers``: English number words and their Chinese numerals (a parallel corpus with exact answers);
+- ``text_tasks``: prefixed text-to-text tasks (question answering over facts, translation, counting);
+- ``pairs``: ``PairVocab``, source/target text pairs as padded id batches for an encoder–decoder.
 """
 
 from fmcourse.data.augment import Augment, affine, erase, gaussian_blur
@@ -22,8 +25,11 @@ from fmcourse.data.corpora import clean_text, pydoc_text, read_text, tiny_shakes
 from fmcourse.data.digits import load_digits_split
 from fmcourse.data.files import atomic_path, sha256_file
 from fmcourse.data.markov import MarkovChain
+from fmcourse.data.numbers import NumberSplit, number_pairs, number_vocab, split_numbers, to_chinese, to_digits, to_english
+from fmcourse.data.pairs import PairVocab
 from fmcourse.data.registry import REGISTRY, ChecksumError, Download, fetch
 from fmcourse.data.shapes import Scenes, caption, encode_captions, make_scenes
+from fmcourse.data.text_tasks import TextExample, text_task_split
 
 __all__ = [
     "load_digits_split",
@@ -31,4 +37,6 @@ __all__ = [
     "masked_lm_eval_batches", "clean_text", "pydoc_text", "read_text", "tiny_shakespeare", "train_val_split",
     "atomic_path", "sha256_file", "MarkovChain", "REGISTRY", "ChecksumError", "Download", "fetch",
     "Augment", "affine", "erase", "gaussian_blur", "Scenes", "caption", "encode_captions", "make_scenes",
+    "NumberSplit", "number_pairs", "number_vocab", "split_numbers", "to_chinese", "to_digits", "to_english",
+    "PairVocab", "TextExample", "text_task_split",
 ]

@@ -271,8 +271,8 @@ def translate(model, source_ids, beam_size: int = 1, max_new_tokens: int | None 
     ``(B, S)`` tensor with an optional ``(B, S)`` bool ``source_is_token`` (False at padding; returns
     a list of lists). The target starts with ``bos_id``; decoding stops at ``eos_id`` or after
     ``max_new_tokens`` (default: the context length minus one). The returned ids leave out ``bos_id``
-    and everything from ``eos_id`` on. ``beam_size=1`` is greedy (a batch is decoded at once); a larger
-    beam runs ``beam_search`` sentence by sentence.
+    and everything from ``eos_id`` on. ``beam_size=1`` is greedy (a batch is decoded at once, with a
+    key/value cache in the decoder); a larger beam runs ``beam_search`` sentence by sentence.
     """
     config = model.config
     if isinstance(beam_size, bool) or not isinstance(beam_size, int) or beam_size < 1:
@@ -299,8 +299,10 @@ def translate(model, source_ids, beam_size: int = 1, max_new_tokens: int | None 
         if beam_size == 1:
             target = torch.full((source.size(0), 1), bos_id, dtype=torch.long, device=device)
             done = torch.zeros(source.size(0), dtype=torch.bool, device=device)
+            cache = model.new_cache()  # the decoder runs on the newest position only
             for _ in range(max_new_tokens):
-                next_token = model.decode(target, memory, source_is_token)[:, -1].argmax(dim=-1, keepdim=True)
+                logits = model.decode(target[:, -1:], memory, source_is_token, cache=cache)
+                next_token = logits[:, -1].argmax(dim=-1, keepdim=True)
                 target = torch.cat([target, next_token], dim=1)
                 done |= next_token[:, 0] == eos_id
                 if done.all():

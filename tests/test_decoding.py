@@ -283,14 +283,18 @@ def tiny_seq2seq(seed=0):
     return model.eval()
 
 
-def test_greedy_translation_equals_the_model_generate_cut_at_the_end_token():
+@pytest.mark.parametrize("eos_id", [2, 4, 8])
+def test_greedy_translation_equals_the_model_generate_cut_at_the_end_token(eos_id):
     model = tiny_seq2seq()
     source = torch.randint(3, 9, (5, 6), generator=torch.Generator().manual_seed(0))
-    reference = model.generate(source, start_token=1, max_new_tokens=8)[:, 1:].tolist()
-    expected = [row[:row.index(2)] if 2 in row else row for row in reference]
-    assert translate(model, source, max_new_tokens=8, bos_id=1, eos_id=2) == expected
-    assert translate(model, source[0], max_new_tokens=8, bos_id=1, eos_id=2) == expected[0]
-    assert translate(model, source[0].tolist(), beam_size=1, max_new_tokens=8, bos_id=1, eos_id=2) == expected[0]
+    target = torch.ones(5, 1, dtype=torch.long)  # greedy by hand: the whole target through the decoder at each step
+    for _ in range(8):
+        target = torch.cat([target, model(source, target)[:, -1].argmax(-1, keepdim=True)], 1)
+    assert torch.equal(model.generate(source, start_token=1, max_new_tokens=8), target)
+    expected = [row[:row.index(eos_id)] if eos_id in row else row for row in target[:, 1:].tolist()]
+    assert translate(model, source, max_new_tokens=8, bos_id=1, eos_id=eos_id) == expected
+    assert translate(model, source[0], max_new_tokens=8, bos_id=1, eos_id=eos_id) == expected[0]
+    assert translate(model, source[0].tolist(), beam_size=1, max_new_tokens=8, bos_id=1, eos_id=eos_id) == expected[0]
 
 
 def test_beam_translation_is_beam_search_over_the_decoder():
@@ -348,3 +352,17 @@ def test_bad_settings_are_refused_with_the_value_named():
         translate(seq2seq, [4, 5], bos_id=1, eos_id=9)
     with pytest.raises(ValueError, match="source sequence of length 11 is longer than the context length 10"):
         translate(seq2seq, [3] * 11, bos_id=1, eos_id=2)
+
+
+def test_the_decoder_cache_gives_the_logits_of_a_full_decoder_pass():
+    model = tiny_seq2seq(seed=2)
+    source = torch.randint(3, 9, (3, 7), generator=torch.Generator().manual_seed(1))
+    target = torch.randint(0, 9, (3, 10), generator=torch.Generator().manual_seed(2))
+    memory = model.encode(source)
+    full = model.decode(target, memory)
+    cache = model.new_cache()
+    pieces = [model.decode(target[:, :4], memory, cache=cache)]
+    pieces += [model.decode(target[:, t:t + 1], memory, cache=cache) for t in range(4, 10)]
+    torch.testing.assert_close(torch.cat(pieces, 1), full, atol=1e-4, rtol=1e-4)
+    with pytest.raises(ValueError, match="cache holds 10 target positions"):
+        model.decode(target[:, :1], memory, cache=cache)

@@ -23,7 +23,7 @@ import torch
 from torch import nn
 
 from fmcourse.models.transformer import TransformerConfig, TransformerLM, check_token_ids
-from fmcourse.nn import Block, sinusoidal_positions
+from fmcourse.nn import Block, KVCache, sinusoidal_positions
 
 
 @dataclass
@@ -78,13 +78,13 @@ class EncoderDecoder(nn.Module):
             for layer in (block.attn.out, block.cross_attn.out, block.mlp.proj):
                 nn.init.normal_(layer.weight, std=0.02 / math.sqrt(3 * c.n_decoder_layer))
 
-    def _embed(self, idx: torch.Tensor, side: str) -> torch.Tensor:
+    def _embed(self, idx: torch.Tensor, side: str, offset: int = 0) -> torch.Tensor:
         T = idx.size(1)
         if self.config.positional == "learned":
             table = self.source_positions if side == "source" else self.target_positions
-            positions = table.weight[:T]
+            positions = table.weight[offset:offset + T]
         else:
-            positions = self.position_table[:T]
+            positions = self.position_table[offset:offset + T]
         return self.dropout(self.token_embedding(idx) + positions)  # (B, T, d_model)
 
     def encode(self, source: torch.Tensor, source_is_token: torch.Tensor | None = None) -> torch.Tensor:
@@ -95,15 +95,29 @@ class EncoderDecoder(nn.Module):
             x = block(x, source_is_token)
         return self.encoder_norm(x)
 
-    def _decode(self, target, memory, source_is_token, target_is_token, need_weights):
+    def new_cache(self) -> KVCache:
+        """An empty key/value cache for the decoder's self-attention (``decode(..., cache=...)``)."""
+        return KVCache(self.config.n_decoder_layer)
+
+    def _decode(self, target, memory, source_is_token, target_is_token, need_weights, cache=None):
         check_token_ids(target, target_is_token, self.config.context_length, self.config.vocab_size, "target")
         if memory.dim() != 3 or memory.size(0) != target.size(0) or memory.size(-1) != self.config.d_model:
             raise ValueError(f"memory must be (batch={target.size(0)}, source length, d_model={self.config.d_model}), "
                              f"got {tuple(memory.shape)}")
-        x = self._embed(target, "target")
+        past = 0
+        if cache is not None:
+            if not isinstance(cache, KVCache) or len(cache.layers) != len(self.decoder_blocks):
+                raise TypeError(f"cache must be a KVCache with {len(self.decoder_blocks)} layers (model.new_cache()), "
+                                f"got {cache!r}")
+            past = len(cache)
+            if past + target.size(1) > self.config.context_length:
+                raise ValueError(f"the cache holds {past} target positions: {target.size(1)} more exceed the context "
+                                 f"length {self.config.context_length}")
+        x = self._embed(target, "target", past)
         maps = []
-        for block in self.decoder_blocks:
-            out = block(x, target_is_token, need_weights, memory=memory, memory_is_token=source_is_token)
+        for i, block in enumerate(self.decoder_blocks):
+            out = block(x, target_is_token, need_weights, memory=memory, memory_is_token=source_is_token,
+                        cache=None if cache is None else cache.layers[i])
             if need_weights:
                 out, (_, cross) = out
                 maps.append(cross)
@@ -111,9 +125,13 @@ class EncoderDecoder(nn.Module):
         return self.decoder_norm(x), maps
 
     def decode(self, target: torch.Tensor, memory: torch.Tensor, source_is_token: torch.Tensor | None = None,
-               target_is_token: torch.Tensor | None = None) -> torch.Tensor:
-        """target: ``(B, T)`` ids so far; memory: ``(B, S, d_model)`` from ``encode``. Returns logits ``(B, T, V)``."""
-        return self.head(self._decode(target, memory, source_is_token, target_is_token, False)[0])
+               target_is_token: torch.Tensor | None = None, cache: KVCache | None = None) -> torch.Tensor:
+        """target: ``(B, T)`` ids so far; memory: ``(B, S, d_model)`` from ``encode``. Returns logits ``(B, T, V)``.
+
+        ``cache`` (from ``new_cache()``): the decoder's self-attention keys and values of the ``P``
+        target positions decoded before; ``target`` is then positions ``P..P+T-1`` (the cross-attention
+        reads the memory afresh at each call)."""
+        return self.head(self._decode(target, memory, source_is_token, target_is_token, False, cache)[0])
 
     def forward(self, source: torch.Tensor, target: torch.Tensor, source_is_token: torch.Tensor | None = None,
                 target_is_token: torch.Tensor | None = None) -> torch.Tensor:
@@ -135,8 +153,8 @@ class EncoderDecoder(nn.Module):
                  source_is_token: torch.Tensor | None = None) -> torch.Tensor:
         """Greedy decoding: ``(B, 1 + max_new_tokens)`` target ids, starting with ``start_token``.
 
-        The source is encoded once; each step runs the decoder on the target so far and appends the
-        most likely next token.
+        The source is encoded once; each step runs the decoder on the newest target position (the
+        earlier ones are in a key/value cache) and appends the most likely next token.
         """
         if not 0 <= start_token < self.config.vocab_size:
             raise ValueError(f"start_token must be in [0, {self.config.vocab_size}), got {start_token}")
@@ -147,8 +165,9 @@ class EncoderDecoder(nn.Module):
         self.eval()
         memory = self.encode(source, source_is_token)
         target = torch.full((source.size(0), 1), start_token, dtype=torch.long, device=source.device)
+        cache = self.new_cache()  # each step runs the decoder on the newest position only
         for _ in range(max_new_tokens):
-            next_token = self.decode(target, memory, source_is_token)[:, -1].argmax(dim=-1, keepdim=True)
+            next_token = self.decode(target[:, -1:], memory, source_is_token, cache=cache)[:, -1].argmax(dim=-1, keepdim=True)
             target = torch.cat([target, next_token], dim=1)
         self.train(was_training)
         return target

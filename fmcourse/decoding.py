@@ -2,7 +2,7 @@
 
     probs = next_token_distribution(logits, temperature=0.8, top_k=40, top_p=0.9)   # (..., V)
     ids = sample(gpt, prompt_ids, max_new_tokens=50, temperature=0.8, top_p=0.9)       # KV cache on
-    best = beam_search(step_log_probs, start_ids=[bos], beam_size=4, max_new_tokens=12, eos_id=eos)
+    best = beam_search(lm_log_probs(gpt), start_ids=prompt_ids, beam_size=4, max_new_tokens=12)
     words = translate(encoder_decoder, source_ids, beam_size=4, bos_id=bos, eos_id=eos)
 
 The rules that shape a next-token distribution ``p = softmax(z)`` over the vocabulary:
@@ -29,7 +29,7 @@ from typing import Callable, Sequence
 import torch
 
 __all__ = ["filter_top_k", "filter_top_p", "next_token_distribution", "sample", "greedy_search", "beam_search",
-           "translate"]
+           "lm_log_probs", "decoder_log_probs", "translate"]
 
 
 def _check_logits(logits: torch.Tensor) -> None:
@@ -252,6 +252,34 @@ def beam_search(step_log_probs: StepLogProbs, start_ids, beam_size: int, max_new
     return [(ids, score) for ids, score, _ in beams]
 
 
+def lm_log_probs(model) -> StepLogProbs:
+    """``step_log_probs`` for ``beam_search`` from a causal language model (a GPT): the log-softmax of
+    its last position's logits, on the last ``context_length`` tokens of each prefix."""
+    context = model.config.context_length
+
+    @torch.no_grad()
+    def step_log_probs(prefixes: torch.Tensor) -> torch.Tensor:
+        model.eval()
+        return model(prefixes[:, -context:])[:, -1].float().log_softmax(dim=-1)
+
+    return step_log_probs
+
+
+def decoder_log_probs(model, memory: torch.Tensor, source_is_token: torch.Tensor | None = None) -> StepLogProbs:
+    """``step_log_probs`` for ``beam_search`` from an encoder–decoder and one encoded source:
+    ``memory`` ``(1, S, d_model)`` from ``model.encode``, optional ``source_is_token`` ``(1, S)``."""
+    if memory.dim() != 3 or memory.size(0) != 1:
+        raise ValueError(f"memory must be one encoded source (1, source length, d_model), got {tuple(memory.shape)}")
+
+    @torch.no_grad()
+    def step_log_probs(prefixes: torch.Tensor) -> torch.Tensor:
+        n = prefixes.size(0)
+        mask = None if source_is_token is None else source_is_token.expand(n, -1)
+        return model.decode(prefixes, memory.expand(n, -1, -1), mask)[:, -1].float().log_softmax(dim=-1)
+
+    return step_log_probs
+
+
 def greedy_search(step_log_probs: StepLogProbs, start_ids, max_new_tokens: int, eos_id: int | None = None,
                   device: torch.device | str | None = None) -> tuple[list[int], float]:
     """The most likely token at every step (beam search with one beam): ``(ids, score)``."""
@@ -311,15 +339,8 @@ def translate(model, source_ids, beam_size: int = 1, max_new_tokens: int | None 
         else:
             results = []
             for b in range(source.size(0)):
-                row_memory = memory[b:b + 1]
                 row_mask = None if source_is_token is None else source_is_token[b:b + 1]
-
-                def step_log_probs(prefixes: torch.Tensor) -> torch.Tensor:
-                    n = prefixes.size(0)
-                    mask = None if row_mask is None else row_mask.expand(n, -1)
-                    logits = model.decode(prefixes, row_memory.expand(n, -1, -1), mask)[:, -1]
-                    return logits.float().log_softmax(dim=-1)
-
+                step_log_probs = decoder_log_probs(model, memory[b:b + 1], row_mask)
                 ids, _ = beam_search(step_log_probs, [bos_id], beam_size, max_new_tokens, eos_id, device)[0]
                 results.append(_cut(ids[1:], eos_id))
     finally:

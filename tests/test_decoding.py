@@ -11,7 +11,9 @@ from fmcourse.decoding import (
     beam_search,
     filter_top_k,
     filter_top_p,
+    decoder_log_probs,
     greedy_search,
+    lm_log_probs,
     next_token_distribution,
     sample,
     translate,
@@ -207,6 +209,9 @@ def test_beam_scores_are_the_log_probabilities_of_the_sequences_best_first():
     assert [s for _, s in results] == sorted((s for _, s in results), reverse=True)
     for ids, score in results:
         assert score == pytest.approx(sequence_score(step, ids, 1), abs=1e-4)
+    again = beam_search(lm_log_probs(tiny_gpt(seed=1)), [1], beam_size=4, max_new_tokens=5)
+    assert [ids for ids, _ in again] == [ids for ids, _ in results]
+    assert [s for _, s in again] == pytest.approx([s for _, s in results])
 
 
 def test_a_wide_enough_beam_is_exhaustive_search_and_beats_greedy():
@@ -307,6 +312,7 @@ def test_beam_translation_is_beam_search_over_the_decoder():
             return model.decode(prefixes, memory.expand(len(prefixes), -1, -1))[:, -1].log_softmax(-1)
 
     ids, _ = beam_search(step, [1], 3, 8, eos_id=2)[0]
+    assert beam_search(decoder_log_probs(model, memory), [1], 3, 8, eos_id=2)[0][0] == ids
     expected = ids[1:ids.index(2)] if 2 in ids else ids[1:]
     assert translate(model, source, beam_size=3, max_new_tokens=8, bos_id=1, eos_id=2) == expected
     padded = torch.tensor([[4, 5, 6, 7, 0, 0]])

@@ -169,6 +169,10 @@ def test_text_tasks_have_right_answers_and_held_out_inputs():
             fact = next(f for f in context.split(". ") if f.startswith(person + " "))
             assert fact.rstrip(".").split()[-1] == e.target
             assert ("live" in question) == ("lives in" in fact)
+    small_train, small_test = text_task_split({"count": 5, "translate": 7}, 2, tasks=("count", "translate"), seed=1)
+    assert sorted(e.task for e in small_train) == ["count"] * 5 + ["translate"] * 7 and len(small_test) == 4
+    with pytest.raises(ValueError, match="n_train must give a count for each of the tasks"):
+        text_task_split({"count": 5}, 2, tasks=("count", "translate"))
     with pytest.raises(ValueError, match="tasks must be a non-empty selection"):
         text_task_split(1, 1, tasks=("summarize",))
     with pytest.raises(ValueError, match="2000 different 'translate' examples asked for, but only 1000 exist"):

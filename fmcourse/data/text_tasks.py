@@ -75,27 +75,35 @@ def make_example(task: str, rng: random.Random, *, n_facts: int = 3, translate_h
     raise ValueError(f"task must be one of {TASKS}, got {task!r}")
 
 
-def text_task_split(n_train: int, n_test: int, *, tasks=TASKS, seed: int = 0, n_facts: int = 3,
+def text_task_split(n_train: int | dict[str, int], n_test: int | dict[str, int], *, tasks=TASKS, seed: int = 0, n_facts: int = 3,
                     translate_high: int = 1000, max_count: int = 9) -> tuple[list[TextExample], list[TextExample]]:
-    """``n_train`` training and ``n_test`` held-out examples per task (seeded, shuffled together).
+    """``n_train`` training and ``n_test`` held-out examples per task (seeded, shuffled together);
+    either may be a dict from task to count, ``{"question": 2000, "translate": 600, "count": 600}``.
 
     Every example has a different input, and no held-out input occurs in training. Options:
     ``n_facts`` facts per context (at most 12), ``translate_high`` (numbers 0 .. translate_high - 1),
     ``max_count`` (1 .. max_count words to count).
     """
-    for name, value in (("n_train", n_train), ("n_test", n_test)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-            raise ValueError(f"{name} must be a non-negative int, got {value!r}")
     unknown = [t for t in tasks if t not in TASKS]
-    if unknown or not tasks:
+    if unknown or not tasks or isinstance(tasks, str):
         raise ValueError(f"tasks must be a non-empty selection of {TASKS}, got {tasks!r}")
+    counts = {}
+    for name, value in (("n_train", n_train), ("n_test", n_test)):
+        per_task = value if isinstance(value, dict) else {task: value for task in tasks}
+        if set(per_task) != set(tasks):
+            raise ValueError(f"{name} must give a count for each of the tasks {tuple(tasks)}, got {value!r}")
+        for task, count in per_task.items():
+            if isinstance(count, bool) or not isinstance(count, int) or count < 0:
+                raise ValueError(f"{name} must be a non-negative int (or a dict of them), got {value!r}")
+        counts[name] = per_task
     if not 1 <= n_facts <= len(PEOPLE):
         raise ValueError(f"n_facts must be from 1 to {len(PEOPLE)}, got {n_facts!r}")
     capacity = {"translate": translate_high, "count": sum(len(COUNT_WORDS) ** k for k in range(1, max_count + 1))}
     rng = random.Random(seed)
     train, test = [], []
     for task in tasks:
-        wanted = n_train + n_test
+        n_train_task, n_test_task = counts["n_train"][task], counts["n_test"][task]
+        wanted = n_train_task + n_test_task
         if wanted > capacity.get(task, 10 ** 9):
             raise ValueError(f"{wanted} different {task!r} examples asked for, but only {capacity[task]} exist "
                              f"with these options")
@@ -108,8 +116,8 @@ def text_task_split(n_train: int, n_test: int, *, tasks=TASKS, seed: int = 0, n_
             if tries > 100 * wanted + 10_000:
                 raise ValueError(f"could not draw {wanted} different {task!r} examples; ask for fewer")
         examples = list(seen.values())
-        train += examples[:n_train]
-        test += examples[n_train:]
+        train += examples[:n_train_task]
+        test += examples[n_train_task:]
     rng.shuffle(train)
     rng.shuffle(test)
     return train, test

@@ -144,7 +144,8 @@ def sample(model, prompt_ids, max_new_tokens: int, *, temperature: float = 1.0, 
     is used instead; ``seed=None`` uses torch's global generator).
 
     ``use_cache`` keeps the keys and values of earlier positions (``model.new_cache()``), so each step
-    runs the model on one new position instead of all of them; the tokens are the same either way.
+    runs the model on one new position instead of all of them. The logits agree with a full pass up
+    to float rounding, so the tokens are the same either way (barring a near-tie at that rounding).
     Once the sequence outgrows the model's context, the model sees the last ``context_length``
     tokens (a sliding window), and the cache is rebuilt at every step (learned positions shift).
 

@@ -1,4 +1,4 @@
-"""Chapter 07 exercises: the nucleus (top-p) filter, one step of beam search, BLEU by hand, and an
+"""Chapter 07 exercises: the min-p filter, one step of beam search, BLEU by hand, and an
 experiment on the size of the nucleus of the shipped GPT."""
 
 from __future__ import annotations
@@ -10,7 +10,15 @@ import torch
 
 from fmcourse.exercises import Exercise, WrongAnswer, number_problem
 
-# --- 1. the nucleus (top-p) filter (code) -----------------------------------------------------------
+# --- 1. the min-p filter (code) ---------------------------------------------------------------------
+# A relative of top-p that the notebook does not write: keep every token whose probability is at least
+# a fraction of the most likely token's. Like the nucleus, the kept set shrinks where the model is sure.
+
+
+def _reference_min_p(logits: torch.Tensor, ratio: float) -> torch.Tensor:
+    """``logits`` (V,) with -inf at every token whose probability is below ``ratio`` times the largest."""
+    probs = logits.softmax(-1)
+    return logits.masked_fill(probs < ratio * probs.max(), float("-inf"))
 
 
 def _reference_top_p(logits: torch.Tensor, p: float) -> torch.Tensor:
@@ -18,9 +26,8 @@ def _reference_top_p(logits: torch.Tensor, p: float) -> torch.Tensor:
     order = logits.argsort(descending=True)
     probs = logits[order].softmax(-1)
     mass_before = probs.cumsum(-1) - probs  # the mass of the tokens ranked above each one
-    keep_sorted = mass_before < p
-    keep = torch.zeros_like(keep_sorted)
-    keep[order] = keep_sorted
+    keep = torch.zeros(len(logits), dtype=torch.bool)
+    keep[order] = mass_before < p
     return logits.masked_fill(~keep, float("-inf"))
 
 
@@ -33,55 +40,44 @@ def _kept(name: str, answer, logits: torch.Tensor) -> torch.Tensor:
     return torch.isfinite(answer)
 
 
-def _check_top_p(fn) -> str | None:
+def _check_min_p(fn) -> str | None:
     g = torch.Generator().manual_seed(0)
-    cases = [(torch.tensor([2.0, 1.0, 0.5, 0.0, -1.0]), 0.5), (torch.tensor([3.0, 0.0, 0.0, -2.0]), 0.8)]
-    cases += [(torch.randn(30, generator=g) * s, p) for s, p in ((1.0, 0.9), (3.0, 0.5), (0.3, 0.95), (2.0, 1.0))]
-    for logits, p in cases:
-        name = f"for p={p} and logits {[round(v, 2) for v in logits.tolist()[:6]]}{' ...' if len(logits) > 6 else ''} your result"
-        got = _kept(name, fn(logits.clone(), p), logits)
-        want = torch.isfinite(_reference_top_p(logits, p))
+    cases = [(torch.tensor([2.0, 1.0, 0.5, 0.0, -1.0]), 0.3), (torch.tensor([3.0, 0.0, 0.0, -2.0]), 0.04)]
+    cases += [(torch.randn(30, generator=g) * s, r) for s, r in ((1.0, 0.1), (3.0, 0.05), (0.3, 0.5), (2.0, 1.0))]
+    for logits, ratio in cases:
+        shown = [round(v, 2) for v in logits.tolist()[:6]]
+        name = f"for ratio={ratio} and logits {shown}{' ...' if len(logits) > 6 else ''} your result"
+        answer = fn(logits.clone(), ratio)
+        got = _kept(name, answer, logits)
+        want = torch.isfinite(_reference_min_p(logits, ratio))
+        probs = logits.softmax(-1)
         if torch.equal(got, want):
-            answer = fn(logits.clone(), p)
             if not torch.allclose(answer[want], logits[want]):
                 return f"{name} changed the logits it kept: keep them as they are and set the others to -inf"
             continue
-        probs = logits.softmax(-1)
-        if int(got.sum()) == int(want.sum()) - 1 and (got <= want).all():
-            return (f"{name} keeps {int(got.sum())} token(s) with mass {probs[got].sum():.3f} < p: you dropped the "
-                    f"token that crosses p; the nucleus is the smallest set whose mass reaches p, so it includes "
-                    f"the token that takes the running sum past p")
+        if torch.equal(got, probs >= ratio):
+            return (f"{name} keeps the {int(got.sum())} token(s) of probability >= {ratio}: the threshold is relative "
+                    f"to the most likely token, ratio * max(p) = {ratio * probs.max():.3f}")
         if not got.any():
             return f"{name} keeps no token at all: the most likely token must always stay"
-        return (f"{name} keeps {int(got.sum())} token(s) (mass {probs[got].sum():.3f}); the nucleus has "
-                f"{int(want.sum())} (mass {probs[want].sum():.3f})")
+        return f"{name} keeps {int(got.sum())} token(s); {int(want.sum())} have probability >= ratio * max(p)"
     return None
 
 
-def top_p_solution(logits, p):
-    order = logits.argsort(descending=True)            # token ids, most likely first
-    probs = logits[order].softmax(-1)
-    mass_before = probs.cumsum(-1) - probs             # mass of the tokens ranked above each token
-    keep = torch.zeros(len(logits), dtype=torch.bool)
-    keep[order] = mass_before < p                      # keep a token while the set still lacks mass p
+def min_p_solution(logits, ratio):
+    probs = logits.softmax(-1)
+    keep = probs >= ratio * probs.max()                # relative to the most likely token
     return logits.masked_fill(~keep, float("-inf"))
 
 
-def _top_p_mistake(logits, p):
-    order = logits.argsort(descending=True)
-    keep = torch.zeros(len(logits), dtype=torch.bool)
-    keep[order] = logits[order].softmax(-1).cumsum(-1) <= p  # stops one token short of mass p
-    return logits.masked_fill(~keep, float("-inf"))
-
-
-top_p_filter = Exercise(
-    title="the nucleus (top-p) filter",
-    checker=_check_top_p,
-    hint="sort the probabilities in decreasing order and take the running sum; keep a token while the mass of "
-         "the tokens ranked above it is still below p (so the token that crosses p stays in)",
-    solution=top_p_solution,
-    mistake=_top_p_mistake,
-    mistake_message="the token that crosses p",
+min_p_filter = Exercise(
+    title="the min-p filter",
+    checker=_check_min_p,
+    hint="turn the logits into probabilities with softmax, compare each with ratio times the largest "
+         "probability, and set the logits of the others to -inf",
+    solution=min_p_solution,
+    mistake=lambda logits, ratio: logits.masked_fill(logits.softmax(-1) < ratio, float("-inf")),
+    mistake_message="relative to the most likely token",
 )
 
 

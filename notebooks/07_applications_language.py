@@ -455,7 +455,8 @@ assert history.train_loss[-1] < 0.1 * history.train_loss[0]
 #
 # with $c$ and $r$ the total lengths of the outputs and of the references. BLEU gives partial credit:
 # 一万二千三百零六 for 一万二千三百零五 scores high although the number is wrong, which is why we
-# report exact match too.
+# report exact match too. The cell asserts at least 90% exact match on the test numbers, and more
+# than 50 points above the dictionary.
 
 # %%
 test_source, test_source_is_token = vocab.source_batch(test_sources)
@@ -493,6 +494,14 @@ TRANSLATION_BOUND = 0.9
 assert scores["greedy"][0] >= TRANSLATION_BOUND, f"greedy exact match {scores['greedy'][0]:.1%}"
 assert scores["greedy"][0] > scores["word by word"][0] + 0.5, "far above the dictionary baseline"
 assert scores["greedy"][1] > scores["word by word"][1]
+
+# %% [markdown]
+# The translator beats the dictionary by a wide margin on numbers it never saw: it has learned the
+# reordering into groups of 万 and the 零 and 十 rules, not a table of phrases. Beam search has nothing
+# to add when greedy decoding is already right (the line above says how many translations it changed):
+# the model is so sure of each character that the greedy path is also the most likely sequence. Beam
+# search pays off when the best first token is not obvious, for example with a less trained model
+# (try fewer training steps) or with longer, more ambiguous outputs.
 
 # %% [markdown] slideshow={"slide_type": "subslide"}
 # ### Where the decoder looks
@@ -668,7 +677,19 @@ asked_second = [k for k in several if k not in asked_first]
 for name, rows in (("first", asked_first), ("second", asked_second)):
     print(f"  of those, the asked person's fact comes {name}: {statistics.mean(answers[k] == task_test[k].target for k in rows):.0%} "
           f"right ({len(rows)} questions)")
-assert right_one > right_several, "a question is harder when the context offers several answers of the right kind"
+assert len(kinds["other"]) <= 0.05 * len(question_rows), "nearly every answer is a word of the right kind from the context"
+assert right_one >= 0.9 and right_one > right_several, "one candidate of the right kind: easy; several: hard"
+
+# %% [markdown]
+# The numbers say what the model learned. It always answers with a word from the context, and of the
+# kind asked for: a city for "where", a pet for "what pet". When the context holds only one word of
+# that kind, that is enough, and it is right nearly every time. When both facts are of the asked
+# kind, it must also tell *whose* fact it is, matching the name in the question with the name in the
+# context, and there it is not much better than a coin flip, whichever fact comes first. So its
+# overall score sits close to the baseline that guesses among the words of the right kind: after 600
+# steps the model has learned the form of an answer, not yet the reading. Matching a name in the
+# question to the same name in the context is work for attention across two places of the input;
+# more training, more data with two facts of the same kind, or a pretrained model are the usual cures.
 
 # %% [markdown] slideshow={"slide_type": "slide"}
 # ## Summary
@@ -685,10 +706,10 @@ assert right_one > right_several, "a question is harder when the context offers 
 #   one translates number words it never saw into Chinese numerals, reordering and applying the 零
 #   and 十 rules, where a word-by-word dictionary almost always fails. Exact match and BLEU measure
 #   it; BLEU gives partial credit.
-# - **Text-to-text** (T5): one model, one loss, tasks named by a prefix. Here it learned to translate
-#   and to count, and learned the *form* of an answer to a question, a word of the right kind from
-#   the context, long before it learned *whose* fact to read, the part of question answering that
-#   needs the question and the context brought together.
+# - **Text-to-text** (T5): one model, one loss, tasks named by a prefix. Here one small model learned
+#   to translate and to count, and the *form* of an answer to a question, a word of the right kind
+#   from the context; it did not yet learn *whose* fact to read, so with two candidates it is close
+#   to a coin flip, and overall barely above a guess among the words of the right kind.
 #
 # Next, chapter 08 applies foundation models to vision.
 #

@@ -208,9 +208,10 @@ NUCLEUS_P = 0.9
 
 @lru_cache
 def _next_logits() -> torch.Tensor:
-    from fmcourse.pretrain import load_shipped  # the shipped GPT, loaded on first use only
+    from fmcourse import checkpoints, shipped  # the shipped GPT of chapter 04, loaded on first use only
+    from fmcourse.models import GPT
 
-    gpt, tok = load_shipped("gpt_pydoc_char")
+    gpt, tok = checkpoints.load(shipped.path("gpt_pydoc_char"), GPT)
     ids = torch.tensor([tok.encode(NUCLEUS_TEXT)])[:, : gpt.config.context_length]
     with torch.no_grad():
         return gpt(ids)[0].double()  # (T, V)

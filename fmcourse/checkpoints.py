@@ -117,7 +117,10 @@ def save(model: nn.Module, path: str | Path, *, tokenizer: Tokenizer | None = No
         "tokenizer": tokenizer.to_dict() if tokenizer is not None else None,
         "metadata": metadata or {},
     }
-    json.dumps(manifest)  # fail on a value JSON cannot hold before anything is written
+    try:  # fail on a value JSON cannot hold before anything is written
+        json.dumps(manifest)
+    except (TypeError, ValueError) as error:
+        raise TypeError(f"the metadata must hold JSON values only (numbers, strings, lists, dicts): {error}") from None
     if folder.exists() and not folder.is_dir():
         raise NotADirectoryError(f"cannot save a checkpoint to {folder}: it is a file, not a folder")
     tensors = {name: t.detach().to("cpu").clone() for name, t in state.items() if name not in aliases}

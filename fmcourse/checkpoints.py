@@ -36,7 +36,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from fmcourse.data.files import atomic_path, sha256_file
+from fmcourse.data.files import sha256_file
 from fmcourse.tokenizers import Tokenizer, tokenizer_from_dict
 
 WEIGHTS = "model.safetensors"
@@ -136,16 +136,18 @@ def save(model: nn.Module, path: str | Path, *, tokenizer: Tokenizer | None = No
         writing.unlink(missing_ok=True)
     manifest["manifest_sha256"] = manifest_checksum(manifest)
     committed = False
+    writing = folder / f".{MANIFEST}.{uuid.uuid4().hex}.tmp"
     try:
+        writing.write_text(json.dumps(manifest, indent=2, ensure_ascii=False), encoding="utf-8")
         # 2. the commit point: the new manifest replaces the old one in one rename
-        with atomic_path(folder / MANIFEST) as tmp:
-            tmp.write_text(json.dumps(manifest, indent=2, ensure_ascii=False), encoding="utf-8")
+        os.replace(writing, folder / MANIFEST)
         committed = True
         # 3. the weights move into place (``load`` finishes this step if it was cut short)
         os.replace(pending, folder / WEIGHTS)
     finally:
-        if not committed:
+        if not committed:  # the previous checkpoint stays; its weights file was never touched
             pending.unlink(missing_ok=True)
+            writing.unlink(missing_ok=True)
     for stale in folder.glob(".model-*.safetensors"):  # left by saves that were killed
         stale.unlink(missing_ok=True)
     return folder

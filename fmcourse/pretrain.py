@@ -510,6 +510,10 @@ def main(argv: list[str] | None = None) -> int:
         _check_sampling(args)
         settings = Settings(**{f.name: getattr(args, f.name) for f in dataclasses.fields(Settings)})
         check_output_folder(args.out)
+        if args.resume is None and (args.out / STATE).exists():
+            raise ValueError(f"{args.out} holds an interrupted run ({STATE}): continue it with "
+                             f"`python -m fmcourse.pretrain --resume {args.out}`, or give another --out "
+                             f"(or delete {args.out / STATE} to start over there)")
         device = env.get_device(args.device)
         text = pydoc_text() if args.pydoc else read_text(args.text)
         source = "pydoc_data.topics" if args.pydoc else args.text.name
@@ -545,7 +549,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"\ninterrupted: {where}; continue with\n  python -m fmcourse.pretrain --resume {args.out}",
               file=sys.stderr, flush=True)
         return 130
-    except (ValueError, TypeError, OSError, RuntimeError) as error:
+    except (ValueError, TypeError, OSError, RuntimeError, FloatingPointError) as error:
+        state = args.out / STATE if args.out is not None else None
+        if state is not None and state.is_file() and not isinstance(error, FloatingPointError):
+            error = f"{error}\nthe last saved state is {state} ({_steps_done(state)} of {args.steps} steps); " \
+                    f"continue with\n  python -m fmcourse.pretrain --resume {args.out}"
         parser.exit(2, f"{parser.prog}: error: {error}\n")  # a clear message and exit status 2, no traceback
     summary = result.summary()
     history = result.history

@@ -518,6 +518,11 @@ CASES: list[Case] = [
          lambda t: command("--resume", str(t)), CommandFailed, "no interrupted run"),
     Case("pretrain", "command: --resume with settings of its own",
          lambda t: command("--resume", str(t), "--steps", "9"), CommandFailed, "only --resume DIR"),
+    Case("pretrain", "command: a new run into the folder of an interrupted one",
+         lambda t: (t.joinpath(pretrain.STATE).write_bytes(b"state"),
+                    command("--text", str(text_file(t)), "--out", str(t), *FAST)),
+         CommandFailed, "holds an interrupted run.*--resume",
+         after=lambda t: _check(t.joinpath(pretrain.STATE).read_bytes() == b"state")),
     Case("pretrain", "command: a failed run keeps the previous checkpoint in --out",
          failed_command_keeps_the_previous_checkpoint),
     # exercises

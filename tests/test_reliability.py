@@ -331,3 +331,25 @@ def test_the_package_needs_no_network(tmp_path):
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]
     assert " passed" in done.stdout and "failed" not in done.stdout
 
+
+
+def test_a_crash_during_training_names_the_saved_state(tmp_path, monkeypatch, capsys):
+    source = tmp_path / "notes.txt"
+    source.write_text(TEXT, encoding="utf-8")
+    real_to_device, calls = train.to_device, []
+
+    def fail_at_call_8(batch, device):
+        calls.append(1)
+        if len(calls) == 8:
+            raise RuntimeError("CUDA out of memory (simulated)")
+        return real_to_device(batch, device)
+
+    monkeypatch.setattr(train, "to_device", fail_at_call_8)
+    with pytest.raises(SystemExit) as stop:
+        pretrain.main(["--text", str(source), "--out", str(tmp_path / "run"), *COMMAND])
+    monkeypatch.undo()
+    assert stop.value.code == 2
+    message = capsys.readouterr().err
+    assert "out of memory" in message and f"--resume {tmp_path / 'run'}" in message
+    assert pretrain.main(["--resume", str(tmp_path / "run")]) == 0
+    assert checkpoints.load(tmp_path / "run", GPT)[0].config.d_model == 16

@@ -29,6 +29,7 @@ import signal
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -346,51 +347,48 @@ def fit(
         with atomic_path(checkpoint) as tmp:
             torch.save(state, tmp)
 
-    try:
-        with _deferred_interrupt(enabled=checkpoint is not None) as interrupted:
-            live = LiveCurves() if plot and env.in_jupyter() and not env.headless() else None
-            from tqdm.auto import tqdm
+    with _deferred_interrupt(enabled=checkpoint is not None) as interrupted, _restored_lrs(optimizer, base_lrs):
+        live = LiveCurves() if plot and env.in_jupyter() and not env.headless() else None
+        from tqdm.auto import tqdm
 
-            bar = tqdm(total=steps, initial=first, disable=not progress or env.headless(), desc="training", leave=False)
-            start = time.perf_counter()
-            if callable(train_data):
-                batches = _batches(train_data, steps - first)
-            else:  # a list continues at the batch it stopped before
-                batches = itertools.islice(_batches(train_data, steps), first, None)
-            for step, batch in enumerate(batches, start=first):
-                for group, base in zip(optimizer.param_groups, base_lrs):
-                    group["lr"] = lr_at(step, steps, base, warmup_steps, min_lr_ratio)
-                with _autocast(device):
-                    loss = loss_fn(model, to_device(batch, device))
-                if not torch.isfinite(loss):
-                    raise FloatingPointError(f"loss became {loss.item()} at step {step}: lower the learning rate (lr={lr})")
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                if grad_clip is not None:
-                    nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
-                optimizer.step()
+        bar = tqdm(total=steps, initial=first, disable=not progress or env.headless(), desc="training", leave=False)
+        start = time.perf_counter()
+        if callable(train_data):
+            batches = _batches(train_data, steps - first)
+        else:  # a list continues at the batch it stopped before
+            batches = itertools.islice(_batches(train_data, steps), first, None)
+        for step, batch in enumerate(batches, start=first):
+            for group, base in zip(optimizer.param_groups, base_lrs):
+                group["lr"] = lr_at(step, steps, base, warmup_steps, min_lr_ratio)
+            with _autocast(device):
+                loss = loss_fn(model, to_device(batch, device))
+            if not torch.isfinite(loss):
+                raise FloatingPointError(f"loss became {loss.item()} at step {step}: lower the learning rate "
+                                         f"(peak lr={base_lrs[0]:g})")
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            if grad_clip is not None:
+                nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+            optimizer.step()
 
-                history.steps.append(offset + step)
-                history.train_loss.append(loss.item())
-                history.lr.append(optimizer.param_groups[0]["lr"])
-                if val_data is not None and ((step + 1) % eval_every == 0 or step + 1 == steps):
-                    history.val_steps.append(offset + step)
-                    history.val_loss.append(evaluate(model, val_data, loss_fn, device))
-                    bar.set_postfix(val_loss=f"{history.val_loss[-1]:.3f}")
-                bar.update()
-                history.seconds = earlier_seconds + time.perf_counter() - start
-                if live:
-                    live.update(history, force=step + 1 == steps)
-                if checkpoint is not None and ((step + 1) % checkpoint_every == 0 or step + 1 == steps or interrupted):
-                    save_state(step + 1)
-                if interrupted:
-                    bar.close()
-                    raise KeyboardInterrupt(f"training interrupted after step {step + 1} of {steps}; its state is saved in "
-                                            f"{checkpoint}: call fit again with the same arguments and resume=True to go on")
-            bar.close()
-    finally:
-        for group, base in zip(optimizer.param_groups, base_lrs):
-            group["lr"] = base  # the optimizer leaves as it came: a later fit starts from the same peak
+            history.steps.append(offset + step)
+            history.train_loss.append(loss.item())
+            history.lr.append(optimizer.param_groups[0]["lr"])
+            if val_data is not None and ((step + 1) % eval_every == 0 or step + 1 == steps):
+                history.val_steps.append(offset + step)
+                history.val_loss.append(evaluate(model, val_data, loss_fn, device))
+                bar.set_postfix(val_loss=f"{history.val_loss[-1]:.3f}")
+            bar.update()
+            history.seconds = earlier_seconds + time.perf_counter() - start
+            if live:
+                live.update(history, force=step + 1 == steps)
+            if checkpoint is not None and ((step + 1) % checkpoint_every == 0 or step + 1 == steps or interrupted):
+                save_state(step + 1)
+            if interrupted:
+                bar.close()
+                raise KeyboardInterrupt(f"training interrupted after step {step + 1} of {steps}; its state is saved in "
+                                        f"{checkpoint}: call fit again with the same arguments and resume=True to go on")
+        bar.close()
     model.eval()
     if plot and env.in_jupyter() and env.headless():
         import matplotlib.pyplot as plt
@@ -398,6 +396,16 @@ def fit(
         history.plot()
         plt.show()
     return history
+
+
+@contextmanager
+def _restored_lrs(optimizer: torch.optim.Optimizer, lrs: list[float]):
+    """Give the optimizer's groups their peak rates ``lrs`` back on leaving (a later ``fit`` starts there)."""
+    try:
+        yield
+    finally:
+        for group, lr in zip(optimizer.param_groups, lrs):
+            group["lr"] = lr
 
 
 def _count(name: str, value, minimum: int) -> int:

@@ -543,13 +543,15 @@ def main(argv: list[str] | None = None) -> int:
         result = pretrain(text, settings, device=device, plot=False, corpus=corpus, checkpoint=args.out / STATE,
                           checkpoint_every=args.checkpoint_every, resume=args.resume is not None)
     except KeyboardInterrupt:
-        state = args.out / STATE
-        where = (f"the last saved state is {state} ({_steps_done(state)} of {args.steps} steps)" if state.is_file()
-                 else "no training state was saved yet")
+        state = args.out / STATE if args.out is not None else None
+        if state is None or not state.is_file():
+            print("\ninterrupted before any training state was saved", file=sys.stderr, flush=True)
+            return 130
+        where = f"the last saved state is {state} ({_steps_done(state)} of {args.steps} steps)"
         print(f"\ninterrupted: {where}; continue with\n  python -m fmcourse.pretrain --resume {args.out}",
               file=sys.stderr, flush=True)
         return 130
-    except (ValueError, TypeError, OSError, RuntimeError, FloatingPointError) as error:
+    except (ValueError, OSError, RuntimeError, FloatingPointError) as error:
         state = args.out / STATE if args.out is not None else None
         if state is not None and state.is_file() and not isinstance(error, FloatingPointError):
             error = f"{error}\nthe last saved state is {state} ({_steps_done(state)} of {args.steps} steps); " \

@@ -212,6 +212,11 @@ def _frozen_norm_runs_in_eval(layer: nn.Module, inputs: tuple) -> None:
         layer.training = False
 
 
+def _check_module(module) -> None:
+    if not isinstance(module, nn.Module):
+        raise TypeError(f"expected a torch.nn.Module (a model or one of its parts), got {type(module).__name__}")
+
+
 def freeze(module: nn.Module) -> nn.Module:
     """Stop gradients to every parameter of ``module`` (``requires_grad=False``) and freeze its
     normalisation statistics; returns it.
@@ -222,6 +227,7 @@ def freeze(module: nn.Module) -> nn.Module:
     from now on, even when ``fit`` puts the whole model in training mode: training a head or adapters
     on a frozen backbone leaves every number of its ``state_dict`` exactly as it was.
     """
+    _check_module(module)
     module.requires_grad_(False)
     for layer in module.modules():
         if isinstance(layer, _NORM_WITH_STATISTICS):
@@ -235,6 +241,7 @@ def freeze(module: nn.Module) -> nn.Module:
 def unfreeze(module: nn.Module) -> nn.Module:
     """Let gradients reach every parameter of ``module`` again, and its normalisation layers follow
     the model's training mode (and update their statistics in it) again; returns it."""
+    _check_module(module)
     for layer in module.modules():
         if isinstance(layer, _NORM_WITH_STATISTICS):
             layer.fmcourse_frozen = False

@@ -78,8 +78,12 @@ def accuracy(predictions, targets) -> float:
     """The fraction of examples whose predicted class equals the target, in [0, 1].
 
     Shapes: scores (..., C) or labels (...), and targets (...). Targets must be class indices in
-    ``[0, C)`` (with labels, non-negative).
+    ``[0, C)`` (with labels, non-negative). Scores with nan are refused (their arg-max means nothing).
     """
+    predictions = _as_tensor("predictions", predictions)
+    if predictions.is_floating_point() and predictions.isnan().any():
+        raise ValueError(f"predictions hold {int(predictions.isnan().sum())} nan score(s): accuracy needs scores "
+                         f"that are numbers (did the model diverge?)")
     labels, targets, columns = _labels(predictions, targets)
     _check_range("targets", targets, columns)
     _check_range("predicted labels", labels, None)

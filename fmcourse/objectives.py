@@ -117,8 +117,15 @@ def cross_entropy(
     ignore_index: int = -100,
     reduction: str = "mean",
     label_smoothing: float = 0.0,
+    class_dim: int = -1,
 ) -> torch.Tensor:
     """Cross-entropy between ``softmax(logits)`` and the targets, as ``F.cross_entropy`` defines it.
+
+    Layout: the classes are on the *last* axis, as a language model's ``(B, T, V)`` logits have
+    them. ``F.cross_entropy`` takes them on axis 1 instead (``(N, C, d1, ...)``); pass
+    ``class_dim=1`` for that layout, and the two agree for every shape. Without it a ``(B, C, T)``
+    tensor with ``C == T`` is read as ``(B, T, C)``, classes last, so it gives another loss than
+    ``F.cross_entropy`` with no error: the shapes alone cannot tell the two layouts apart.
 
     Shapes: ``logits`` (..., C) with the classes last, and ``targets`` either
     - class indices (...) of an integer dtype, each in ``[0, C)`` or equal to ``ignore_index``, or
@@ -136,9 +143,16 @@ def cross_entropy(
     _check_reduction(reduction)
     if logits.dim() == 0:
         raise ValueError("cross_entropy: logits must have a class dimension, shape (..., C); got a scalar")
-    num_classes = logits.shape[-1]
     if not isinstance(targets, torch.Tensor):
         raise TypeError(f"targets must be a torch.Tensor, got {type(targets).__name__}")
+    if isinstance(class_dim, bool) or not isinstance(class_dim, int) or not -logits.dim() <= class_dim < logits.dim():
+        raise ValueError(f"class_dim must be an axis of the logits (-1: classes last, 1: F.cross_entropy's layout), "
+                         f"got {class_dim!r} for logits of shape {tuple(logits.shape)}")
+    if class_dim % logits.dim() != logits.dim() - 1:
+        if targets.is_floating_point() and targets.shape == logits.shape:
+            targets = targets.movedim(class_dim, -1)
+        logits = logits.movedim(class_dim, -1)
+    num_classes = logits.shape[-1]
     if not 0.0 <= label_smoothing <= 1.0:
         raise ValueError(f"label_smoothing must be in [0, 1], got {label_smoothing}")
     if weight is not None:
@@ -156,10 +170,13 @@ def cross_entropy(
         return _reduce(-(q * w * log_p).sum(-1), reduction).to(logits.dtype)
 
     if targets.shape != logits.shape[:-1]:
+        torch_layout = logits.dim() >= 3 and targets.shape == logits.shape[:1] + logits.shape[2:]
         raise ValueError(
             f"cross_entropy: targets of shape {tuple(targets.shape)} do not fit logits of shape "
             f"{tuple(logits.shape)}; expected class indices of shape {tuple(logits.shape[:-1])} "
             f"or probabilities of shape {tuple(logits.shape)}"
+            + ("; the classes are on the last axis here: for F.cross_entropy's layout (N, C, d1, ...) "
+               "pass class_dim=1" if torch_layout else "")
         )
     if targets.is_floating_point() or targets.is_complex() or targets.dtype == torch.bool:
         raise TypeError(f"class-index targets must be an integer tensor (torch.long), got {targets.dtype}")

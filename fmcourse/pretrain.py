@@ -8,7 +8,10 @@ or from a shell, on a UTF-8 text file of your own (or on Python's documentation 
 
     python -m fmcourse.pretrain --text my_notes.txt --steps 1000 --out runs/notes
 
-which prints its progress and writes a checkpoint (``fmcourse.checkpoints``) and a few samples.
+which prints its progress and writes a checkpoint (``fmcourse.checkpoints``) and a few samples. It
+checks every argument, the output folder and the prompt before it trains, saves its training state
+as it goes (``DIR/training_state.pt``), and an interrupted run (Ctrl-C) continues with
+``python -m fmcourse.pretrain --resume DIR``.
 
 1. **prepare**: clean the text, split it into training and validation paragraphs, train a tokenizer
    on the training part only (validation characters it never saw become ``<unk>``), encode both;
@@ -24,7 +27,10 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import hashlib
+import json
 import math
+import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,6 +39,7 @@ import torch
 from torch import nn
 
 from fmcourse import checkpoints, env, shipped
+from fmcourse.data.files import atomic_path
 from fmcourse.data import (
     causal_lm_batches,
     causal_lm_eval_batches,
@@ -193,16 +200,19 @@ def build_model(settings: Settings, vocab_size: int) -> nn.Module:
 
 
 def pretrain(text: str, settings: Settings | None = None, *, device: torch.device | str | None = None,
-             plot: bool = True, progress: bool = True, **overrides) -> Pretrained:
+             plot: bool = True, progress: bool = True, corpus: Corpus | None = None,
+             checkpoint: str | Path | None = None, checkpoint_every: int | None = None, resume: bool = False,
+             **overrides) -> Pretrained:
     """Prepare ``text``, build a model and pretrain it; keyword arguments override ``Settings``.
 
     ``pretrain(text, steps=500, lr=1e-3)`` is ``pretrain(text, Settings(steps=500, lr=1e-3))``.
     Raises ``ValueError`` naming the numbers when the text is too short for the context length.
+    ``corpus`` is ``prepare_for(text, settings)`` when the caller has made it already;
+    ``checkpoint``, ``checkpoint_every`` and ``resume`` go to ``fit`` (a resumable run).
     """
     settings = dataclasses.replace(settings or Settings(), **overrides)
     masked = settings.objective == "masked"
-    corpus = prepare(text, settings.tokenizer, bpe_vocab_size=settings.bpe_vocab_size,
-                     val_fraction=settings.val_fraction, seed=settings.seed, specials=(MASK,) if masked else ())
+    corpus = corpus or prepare_for(text, settings)
     needed = settings.context_length + 1
     for part in ("train", "val"):
         found = len(getattr(corpus, part))
@@ -227,9 +237,17 @@ def pretrain(text: str, settings: Settings | None = None, *, device: torch.devic
         val_batches = causal_lm_eval_batches(corpus.val, B, T, max_batches=settings.eval_batches)
     history = fit(model, train_batches, steps=settings.steps, lr=settings.lr, warmup_steps=settings.warmup_steps,
                   val_data=val_batches, eval_every=max(1, settings.steps // settings.evaluations), device=device,
-                  plot=plot, progress=progress)
+                  plot=plot, progress=progress, checkpoint=checkpoint, checkpoint_every=checkpoint_every,
+                  resume=resume, generators=[generator])
+    model.tokenizer_sha256 = checkpoints.tokenizer_fingerprint(tok)  # lets ``sample`` refuse another tokenizer
     unigram = unigram_loss(corpus.train, corpus.val, tok.vocab_size)
     return Pretrained(model, corpus, settings, history, unigram)
+
+
+def prepare_for(text: str, settings: Settings) -> Corpus:
+    """``prepare`` with the tokenizer, split and specials that ``settings`` ask for."""
+    return prepare(text, settings.tokenizer, bpe_vocab_size=settings.bpe_vocab_size, val_fraction=settings.val_fraction,
+                   seed=settings.seed, specials=(MASK,) if settings.objective == "masked" else ())
 
 
 def _model_device(model: nn.Module) -> torch.device:
@@ -242,6 +260,21 @@ def _unseen(tokenizer: Tokenizer, text: str) -> list[str]:
         known = set(tokenizer.chars)
         return sorted({c for c in text if c not in known})
     return []
+
+
+def check_tokenizer(model: nn.Module, tokenizer: Tokenizer) -> None:
+    """Refuse a tokenizer that is not the one ``model`` was trained with: one of another size, or,
+    for a model from ``pretrain`` or ``checkpoints.load``, one with another vocabulary."""
+    if not isinstance(tokenizer, Tokenizer):
+        raise TypeError(f"tokenizer must be an fmcourse Tokenizer, got {type(tokenizer).__name__}")
+    vocab_size = model.config.vocab_size
+    if tokenizer.vocab_size != vocab_size:
+        raise ValueError(f"the tokenizer has {tokenizer.vocab_size} tokens but the model has {vocab_size}: it is not "
+                         f"the tokenizer this model was trained with (use the one saved with it)")
+    known = getattr(model, "tokenizer_sha256", None)
+    if known is not None and known != checkpoints.tokenizer_fingerprint(tokenizer):
+        raise ValueError("the tokenizer is not the one this model was trained with (same size, another vocabulary): "
+                         "its ids would mean other characters; use the tokenizer saved with the model")
 
 
 def encode_prompt(tokenizer: Tokenizer, prompt: str) -> list[int]:
@@ -266,6 +299,11 @@ def sample(model: GPT, tokenizer: Tokenizer, prompt: str = "", length: int = 200
     likely token). Seeded: the same arguments give the same text."""
     if not isinstance(model, GPT):
         raise TypeError(f"sampling needs a GPT (a causal model), got {type(model).__name__}")
+    check_tokenizer(model, tokenizer)
+    if not (isinstance(length, int) and not isinstance(length, bool) and length >= 0):
+        raise ValueError(f"length must be a non-negative int (tokens to generate), got {length!r}")
+    if not (isinstance(temperature, (int, float)) and math.isfinite(temperature) and temperature >= 0):
+        raise ValueError(f"temperature must be a finite number >= 0 (0: always the most likely token), got {temperature!r}")
     device = _model_device(model)
     ids = encode_prompt(tokenizer, prompt)
     generator = torch.Generator(device=device).manual_seed(seed)
@@ -286,6 +324,7 @@ def fill_in(model: Encoder, tokenizer: Tokenizer, text: str, blank: str = "_",
         raise TypeError(f"filling in blanks needs an Encoder (trained with the masked objective), got {type(model).__name__}")
     if MASK not in tokenizer.specials:
         raise ValueError(f"the tokenizer has no {MASK!r} token: was the encoder trained with objective='masked'?")
+    check_tokenizer(model, tokenizer)
     if not isinstance(blank, str) or len(blank) != 1:
         raise ValueError(f"blank must be a single character, got {blank!r}")
     parts = text.split(blank)
@@ -381,7 +420,9 @@ def _parser() -> argparse.ArgumentParser:
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--text", type=Path, metavar="FILE", help="a UTF-8 text file to train on")
     source.add_argument("--pydoc", action="store_true", help="train on Python's own documentation (offline)")
-    parser.add_argument("--out", type=Path, required=True, metavar="DIR", help="folder for the checkpoint and samples")
+    source.add_argument("--resume", type=Path, metavar="DIR",
+                        help="continue the interrupted run whose --out was DIR, with its settings")
+    parser.add_argument("--out", type=Path, metavar="DIR", help="folder for the checkpoint and samples")
     for field in dataclasses.fields(Settings):
         choices = {"objective": OBJECTIVES, "tokenizer": TOKENIZERS}.get(field.name)
         parser.add_argument(f"--{field.name.replace('_', '-')}", dest=field.name, type=type(field.default),
@@ -392,32 +433,92 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--sample-length", type=int, default=300, help="tokens per sample (default: 300)")
     parser.add_argument("--temperature", type=float, default=0.8, help="sampling temperature (default: 0.8)")
     parser.add_argument("--prompt", default="", help="text the samples start from (default: a new paragraph)")
+    parser.add_argument("--checkpoint-every", type=int, default=None, metavar="STEPS",
+                        help="steps between saves of the training state (default: at each evaluation)")
     return parser
 
 
-def _masked_examples(result: Pretrained, count: int, blanks: int = 4) -> list[str]:
-    """Lines of validation text with a few characters blanked, the encoder's fill-in, and the truth."""
-    tok, length = result.tokenizer, min(result.settings.context_length, 60)
-    lines = [line for line in tok.decode(result.corpus.val.tolist()).split("\n")
-             if len(line) >= length and "_" not in line and not _unseen(tok, line)]
-    out, g = [], torch.Generator().manual_seed(result.settings.seed)
-    for line in lines[:: max(1, len(lines) // max(count, 1))][:count]:
-        text = line[:length]
-        spots = sorted(torch.randperm(len(text), generator=g)[:blanks].tolist())
-        blanked = "".join("_" if i in spots else c for i, c in enumerate(text))
-        filled = fill_in(result.model, tok, blanked)[0].replace("\n", "⏎")  # a predicted newline, shown in line
-        out.append(f"masked:    {blanked}\npredicted: {filled}\ntruth:     {text}\n")
-    return out
+STATE = "training_state.pt"  # fit's state, saved as the command trains (removed when it is done)
+RUN = "run.json"  # the command's arguments, so that --resume continues with the same ones
+
+
+def check_output_folder(folder: Path) -> None:
+    """Refuse, before any training, an output folder that is a file, cannot be created or is not
+    writable (a ``ValueError`` naming the reason). Nothing is created here."""
+    folder = Path(folder).expanduser()
+    if folder.exists():
+        if not folder.is_dir():
+            raise ValueError(f"--out {folder} is a file, not a folder: give a folder for the checkpoint")
+        if not os.access(folder, os.W_OK | os.X_OK):
+            raise ValueError(f"--out {folder} is not writable: give a folder you can write to")
+        return
+    parent = folder.absolute().parent
+    while not parent.exists():
+        parent = parent.parent
+    if not parent.is_dir():
+        raise ValueError(f"--out {folder} cannot be created: {parent} is a file, not a folder")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise ValueError(f"--out {folder} cannot be created: {parent} is not writable")
+
+
+def _check_sampling(args: argparse.Namespace) -> None:
+    if args.samples < 0:
+        raise ValueError(f"--samples must be 0 or more, got {args.samples}")
+    if args.sample_length < 1:
+        raise ValueError(f"--sample-length must be at least 1 token, got {args.sample_length}")
+    if not (math.isfinite(args.temperature) and args.temperature >= 0):
+        raise ValueError(f"--temperature must be a finite number >= 0 (0: the most likely token), got {args.temperature}")
+    if args.checkpoint_every is not None and args.checkpoint_every < 1:
+        raise ValueError(f"--checkpoint-every must be at least 1 step, got {args.checkpoint_every}")
+
+
+def _text_sha256(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def _resumed_arguments(parser: argparse.ArgumentParser, args: argparse.Namespace,
+                       argv: list[str]) -> argparse.Namespace:
+    """The arguments of the interrupted run in ``args.resume`` (its run.json), on the device asked now."""
+    folder = args.resume
+    allowed = {"--resume", str(folder), "--device", str(args.device)}
+    if extra := [a for a in argv if a not in allowed and not a.startswith(("--resume=", "--device="))]:
+        raise ValueError(f"--resume continues with the settings of the interrupted run; give only --resume DIR "
+                         f"(and --device), not {' '.join(extra)}")
+    if not (folder / RUN).is_file() or not (folder / STATE).is_file():
+        raise FileNotFoundError(f"{folder} holds no interrupted run to resume (no {RUN} and {STATE}); "
+                                f"a run that finished has removed them")
+    try:
+        saved = json.loads((folder / RUN).read_text(encoding="utf-8"))["arguments"]
+    except (ValueError, KeyError, TypeError) as error:
+        raise ValueError(f"{folder / RUN} is damaged ({error}): start the run again without --resume") from None
+    resumed = argparse.Namespace(**saved)
+    resumed.text = Path(saved["text"]) if saved["text"] else None
+    resumed.out, resumed.resume, resumed.device = folder, folder, args.device
+    return resumed
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m fmcourse.pretrain``: train, print progress, write the checkpoint and samples."""
+    """``python -m fmcourse.pretrain``: check everything, train (resumably), write the checkpoint and samples."""
     parser = _parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
     args = parser.parse_args(argv)
     try:
+        if args.resume is not None:
+            args = _resumed_arguments(parser, args, argv)
+        elif args.out is None:
+            raise ValueError("--out DIR is required: the folder for the checkpoint and samples")
+        _check_sampling(args)
         settings = Settings(**{f.name: getattr(args, f.name) for f in dataclasses.fields(Settings)})
+        check_output_folder(args.out)
+        if args.resume is None and (args.out / STATE).exists():
+            raise ValueError(f"{args.out} holds an interrupted run ({STATE}): continue it with "
+                             f"`python -m fmcourse.pretrain --resume {args.out}`, or give another --out "
+                             f"(or delete {args.out / STATE} to start over there)")
+        device = env.get_device(args.device)
         text = pydoc_text() if args.pydoc else read_text(args.text)
         source = "pydoc_data.topics" if args.pydoc else args.text.name
+        if args.resume is not None and _text_sha256(text) != args.text_sha256:
+            raise ValueError(f"the text of {source} changed since the interrupted run: resuming needs the same text")
         print(f"{source}: {len(text):,} characters; training a {'GPT' if settings.objective == 'causal' else 'encoder'} "
               f"({settings.n_layer} layers, width {settings.d_model}, context {settings.context_length}) "
               f"for {settings.steps} steps", flush=True)
@@ -427,10 +528,34 @@ def main(argv: list[str] | None = None) -> int:
                   f"about a tenth of --steps", flush=True)
         if settings.tokenizer == "char" and (unseen := sorted(set(args.prompt) - set(clean_text(text)))):
             raise ValueError(f"the prompt has characters that the text never uses: {''.join(unseen)!r}")
-        result = pretrain(text, settings, device=env.get_device(args.device), plot=False)
+        corpus = prepare_for(text, settings)
         if settings.objective == "causal":
-            encode_prompt(result.tokenizer, args.prompt)  # a character seen in validation only fails here
-    except (ValueError, FileNotFoundError, RuntimeError) as error:
+            encode_prompt(corpus.tokenizer, args.prompt)  # a character seen in validation only fails here
+        args.out.mkdir(parents=True, exist_ok=True)
+        if args.resume is None:
+            arguments = {key: (str(value.absolute()) if isinstance(value, Path) else value)
+                         for key, value in vars(args).items() if key not in ("out", "resume", "device")}
+            arguments["text_sha256"] = _text_sha256(text)
+            with atomic_path(args.out / RUN) as tmp:
+                tmp.write_text(json.dumps({"arguments": arguments}, indent=2, ensure_ascii=False), encoding="utf-8")
+        else:
+            print(f"resuming the run in {args.out}", flush=True)
+        result = pretrain(text, settings, device=device, plot=False, corpus=corpus, checkpoint=args.out / STATE,
+                          checkpoint_every=args.checkpoint_every, resume=args.resume is not None)
+    except KeyboardInterrupt:
+        state = args.out / STATE if args.out is not None else None
+        if state is None or not state.is_file():
+            print("\ninterrupted before any training state was saved", file=sys.stderr, flush=True)
+            return 130
+        where = f"the last saved state is {state} ({_steps_done(state)} of {args.steps} steps)"
+        print(f"\ninterrupted: {where}; continue with\n  python -m fmcourse.pretrain --resume {args.out}",
+              file=sys.stderr, flush=True)
+        return 130
+    except (ValueError, OSError, RuntimeError, FloatingPointError) as error:
+        state = args.out / STATE if args.out is not None else None
+        if state is not None and state.is_file() and not isinstance(error, FloatingPointError):
+            error = f"{error}\nthe last saved state is {state} ({_steps_done(state)} of {args.steps} steps); " \
+                    f"continue with\n  python -m fmcourse.pretrain --resume {args.out}"
         parser.exit(2, f"{parser.prog}: error: {error}\n")  # a clear message and exit status 2, no traceback
     summary = result.summary()
     history = result.history
@@ -448,11 +573,35 @@ def main(argv: list[str] | None = None) -> int:
     else:
         samples = _masked_examples(result, args.samples)
         header = "fill-in-the-blank on validation text: each _ is predicted from both sides\n"
-    (args.out / "samples.txt").write_text(header + "".join(f"\n--- {k + 1} ---\n{s}\n" for k, s in enumerate(samples)),
-                                          encoding="utf-8")
+    with atomic_path(args.out / "samples.txt") as tmp:
+        tmp.write_text(header + "".join(f"\n--- {k + 1} ---\n{s}\n" for k, s in enumerate(samples)), encoding="utf-8")
+    for name in (STATE, RUN):  # the run is complete: nothing left to resume
+        (args.out / name).unlink(missing_ok=True)
     print(f"wrote {args.out / checkpoints.WEIGHTS}, {args.out / checkpoints.MANIFEST} and {args.out / 'samples.txt'}")
     print(samples[0] if samples else "")
     return 0
+
+
+def _steps_done(state: Path) -> int | str:
+    try:
+        return torch.load(state, map_location="cpu", weights_only=True)["done"]
+    except Exception:
+        return "?"
+
+
+def _masked_examples(result: Pretrained, count: int, blanks: int = 4) -> list[str]:
+    """Lines of validation text with a few characters blanked, the encoder's fill-in, and the truth."""
+    tok, length = result.tokenizer, min(result.settings.context_length, 60)
+    lines = [line for line in tok.decode(result.corpus.val.tolist()).split("\n")
+             if len(line) >= length and "_" not in line and not _unseen(tok, line)]
+    out, g = [], torch.Generator().manual_seed(result.settings.seed)
+    for line in lines[:: max(1, len(lines) // max(count, 1))][:count]:
+        text = line[:length]
+        spots = sorted(torch.randperm(len(text), generator=g)[:blanks].tolist())
+        blanked = "".join("_" if i in spots else c for i, c in enumerate(text))
+        filled = fill_in(result.model, tok, blanked)[0].replace("\n", "⏎")  # a predicted newline, shown in line
+        out.append(f"masked:    {blanked}\npredicted: {filled}\ntruth:     {text}\n")
+    return out
 
 
 if __name__ == "__main__":

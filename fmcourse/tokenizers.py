@@ -314,4 +314,11 @@ def _save(tokenizer: Tokenizer, path: str | Path) -> None:
 
 def load_tokenizer(path: str | Path) -> Tokenizer:
     """A tokenizer saved with ``save``."""
-    return tokenizer_from_dict(json.loads(Path(path).read_text(encoding="utf-8")))
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no tokenizer file at {path}")
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise ValueError(f"{path} is not a saved tokenizer (not valid JSON: {error})") from None
+    return tokenizer_from_dict(data)

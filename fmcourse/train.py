@@ -9,20 +9,38 @@ batch)`` turns it into a scalar loss. The loop moves the model and each batch to
 forward pass under bf16 autocast on CUDA, clips gradients, follows a warm-up + cosine learning-rate
 schedule, shows a progress bar and live train/validation curves in JupyterLab, and returns a
 ``History``.
+
+Long runs can be resumed: with ``checkpoint="runs/state.pt"`` the loop saves its whole state (model,
+optimizer, position in the schedule, random-number generators, history) every ``checkpoint_every``
+steps and when interrupted with Ctrl-C, each time in one atomic write; ``fit(..., checkpoint=...,
+resume=True)`` with the same arguments continues where it stopped, and gives the same weights as a
+run that was never interrupted (on a CPU; a batch function drawing from its own ``torch.Generator``
+names it in ``generators`` so the data stream continues too).
 """
 
 from __future__ import annotations
 
+import dataclasses
+import itertools
 import math
+import operator
+import random
+import signal
+import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from fmcourse import env
+from fmcourse.data.files import atomic_path
 
 Batch = torch.Tensor | tuple | list
 LossFn = Callable[[nn.Module, Batch], torch.Tensor]
@@ -228,6 +246,10 @@ def fit(
     progress: bool = True,
     history: History | None = None,
     stage: str | None = None,
+    checkpoint: str | Path | None = None,
+    checkpoint_every: int | None = None,
+    resume: bool = False,
+    generators: Sequence[torch.Generator] = (),
 ) -> History:
     """Train ``model`` in place for ``steps`` optimizer steps (or ``epochs`` passes over the data).
 
@@ -240,16 +262,53 @@ def fit(
     To train in stages (say, a warm-up run, then more steps with other settings), pass the History of
     the earlier stages as ``history``: this run appends to it, its steps continue the step axis, and
     its start is marked on the plot with ``stage`` (default "stage 2", "stage 3", ...). Each stage has
-    its own learning-rate schedule over its own ``steps``.
+    its own learning-rate schedule over its own ``steps``. A given ``optimizer`` gets its learning
+    rates back when ``fit`` returns (or fails), so calling ``fit`` again starts from the same peak.
+
+    ``checkpoint`` (a file path) saves the training state every ``checkpoint_every`` steps (default:
+    at each validation) and, when Ctrl-C arrives, at the end of the step under way (a second Ctrl-C
+    stops at once); ``resume=True`` loads it and trains the remaining steps. The state is the model's
+    and optimizer's tensors and the schedule position, saved with ``torch.save`` and read back with
+    ``weights_only=True`` (no code runs on loading). ``generators`` are the ``torch.Generator`` objects that
+    ``train_data`` draws from (``causal_lm_batches(..., generator=g)``): their states are saved
+    too. A list of batches continues at the next batch; a shuffling DataLoader draws a new order.
     """
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    if not (callable(train_data) or isinstance(train_data, Iterable)):
+        raise TypeError(f"train_data must be a re-iterable of batches or a function returning a batch, "
+                        f"got {type(train_data).__name__}")
     if (steps is None) == (epochs is None):
         raise ValueError("give exactly one of steps=... or epochs=...")
     if epochs is not None:
-        if callable(train_data):
-            raise ValueError("epochs need a finite dataset; with a batch function give steps=...")
+        epochs = _count("epochs", epochs, minimum=1)
+        if callable(train_data) or not hasattr(train_data, "__len__"):
+            raise ValueError("epochs need a dataset with a length (a list, a DataLoader); otherwise give steps=...")
         steps = epochs * len(train_data)
-    if steps < 1:
-        raise ValueError(f"steps must be at least 1, got {steps}")
+    steps = _count("steps", steps, minimum=1)
+    warmup_steps = _count("warmup_steps", warmup_steps, minimum=0)
+    if eval_every is not None:
+        eval_every = _count("eval_every", eval_every, minimum=1)
+    if checkpoint_every is not None:
+        checkpoint_every = _count("checkpoint_every", checkpoint_every, minimum=1)
+    if optimizer is None and not (isinstance(lr, (int, float)) and math.isfinite(lr) and lr > 0):
+        raise ValueError(f"lr must be a positive finite number, got {lr!r}")
+    if not (isinstance(min_lr_ratio, (int, float)) and 0 <= min_lr_ratio <= 1):
+        raise ValueError(f"min_lr_ratio must be in [0, 1], got {min_lr_ratio!r}")
+    if grad_clip is not None and not (isinstance(grad_clip, (int, float)) and grad_clip > 0):
+        raise ValueError(f"grad_clip must be a positive number or None, got {grad_clip!r}")
+    if resume and checkpoint is None:
+        raise ValueError("resume=True needs checkpoint=<the file the interrupted run saved>")
+    if checkpoint is not None:
+        checkpoint = Path(checkpoint)
+        if checkpoint.is_dir():
+            raise IsADirectoryError(f"checkpoint must be a file path (say {checkpoint / 'training_state.pt'}), "
+                                    f"but {checkpoint} is a folder")
+        if resume and not checkpoint.is_file():
+            raise FileNotFoundError(f"cannot resume: there is no training state at {checkpoint}")
+    for g in generators:
+        if not isinstance(g, torch.Generator):
+            raise TypeError(f"generators must be torch.Generator objects, got {type(g).__name__}")
     device = torch.device(device) if device is not None else env.get_device()
     model.to(device).train()
     if optimizer is None:
@@ -259,42 +318,77 @@ def fit(
         optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay, fused=device.type == "cuda")
     base_lrs = [group["lr"] for group in optimizer.param_groups]
     eval_every = eval_every or max(1, steps // 10)
+    checkpoint_every = checkpoint_every or eval_every
 
     if history is None:
         history = History()
-    elif history.steps:
-        history.stage_starts.append((history.next_step, stage or f"stage {len(history.stage_starts) + 2}"))
-    offset, earlier_seconds = history.next_step, history.seconds
-    live = LiveCurves() if plot and env.in_jupyter() and not env.headless() else None
-    from tqdm.auto import tqdm
+    first = 0
+    if resume:
+        state = _read_state(checkpoint, steps)
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        base_lrs, first = list(state["base_lrs"]), state["done"]
+        _set_rng_states(state["rng"], generators)
+        for name, value in state["history"].items():
+            setattr(history, name, [tuple(v) for v in value] if name == "stage_starts" else value)
+        offset, earlier_seconds = state["offset"], history.seconds
+    else:
+        if history.steps:
+            history.stage_starts.append((history.next_step, stage or f"stage {len(history.stage_starts) + 2}"))
+        offset, earlier_seconds = history.next_step, history.seconds
+    if first >= steps:
+        model.eval()
+        return history
 
-    bar = tqdm(total=steps, disable=not progress or env.headless(), desc="training", leave=False)
-    start = time.perf_counter()
-    for step, batch in enumerate(_batches(train_data, steps)):
-        for group, base in zip(optimizer.param_groups, base_lrs):
-            group["lr"] = lr_at(step, steps, base, warmup_steps, min_lr_ratio)
-        with _autocast(device):
-            loss = loss_fn(model, to_device(batch, device))
-        if not torch.isfinite(loss):
-            raise FloatingPointError(f"loss became {loss.item()} at step {step}: lower the learning rate (lr={lr})")
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        if grad_clip is not None:
-            nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
-        optimizer.step()
+    def save_state(done: int) -> None:
+        state = {"version": 1, "done": done, "steps": steps, "offset": offset, "base_lrs": base_lrs,
+                 "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                 "rng": _rng_states(generators), "history": dataclasses.asdict(history)}
+        with atomic_path(checkpoint) as tmp:
+            torch.save(state, tmp)
 
-        history.steps.append(offset + step)
-        history.train_loss.append(loss.item())
-        history.lr.append(optimizer.param_groups[0]["lr"])
-        if val_data is not None and ((step + 1) % eval_every == 0 or step + 1 == steps):
-            history.val_steps.append(offset + step)
-            history.val_loss.append(evaluate(model, val_data, loss_fn, device))
-            bar.set_postfix(val_loss=f"{history.val_loss[-1]:.3f}")
-        bar.update()
-        history.seconds = earlier_seconds + time.perf_counter() - start
-        if live:
-            live.update(history, force=step + 1 == steps)
-    bar.close()
+    with _deferred_interrupt(enabled=checkpoint is not None) as interrupted, _restored_lrs(optimizer, base_lrs):
+        live = LiveCurves() if plot and env.in_jupyter() and not env.headless() else None
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=steps, initial=first, disable=not progress or env.headless(), desc="training", leave=False)
+        start = time.perf_counter()
+        if callable(train_data):
+            batches = _batches(train_data, steps - first)
+        else:  # a list continues at the batch it stopped before
+            batches = itertools.islice(_batches(train_data, steps), first, None)
+        for step, batch in enumerate(batches, start=first):
+            for group, base in zip(optimizer.param_groups, base_lrs):
+                group["lr"] = lr_at(step, steps, base, warmup_steps, min_lr_ratio)
+            with _autocast(device):
+                loss = loss_fn(model, to_device(batch, device))
+            if not torch.isfinite(loss):
+                raise FloatingPointError(f"loss became {loss.item()} at step {step}: lower the learning rate "
+                                         f"(peak lr={base_lrs[0]:g})")
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            if grad_clip is not None:
+                nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+            optimizer.step()
+
+            history.steps.append(offset + step)
+            history.train_loss.append(loss.item())
+            history.lr.append(optimizer.param_groups[0]["lr"])
+            if val_data is not None and ((step + 1) % eval_every == 0 or step + 1 == steps):
+                history.val_steps.append(offset + step)
+                history.val_loss.append(evaluate(model, val_data, loss_fn, device))
+                bar.set_postfix(val_loss=f"{history.val_loss[-1]:.3f}")
+            bar.update()
+            history.seconds = earlier_seconds + time.perf_counter() - start
+            if live:
+                live.update(history, force=step + 1 == steps)
+            if checkpoint is not None and ((step + 1) % checkpoint_every == 0 or step + 1 == steps or interrupted):
+                save_state(step + 1)
+            if interrupted:
+                bar.close()
+                raise KeyboardInterrupt(f"training interrupted after step {step + 1} of {steps}; its state is saved in "
+                                        f"{checkpoint}: call fit again with the same arguments and resume=True to go on")
+        bar.close()
     model.eval()
     if plot and env.in_jupyter() and env.headless():
         import matplotlib.pyplot as plt
@@ -302,3 +396,90 @@ def fit(
         history.plot()
         plt.show()
     return history
+
+
+@contextmanager
+def _restored_lrs(optimizer: torch.optim.Optimizer, lrs: list[float]):
+    """Give the optimizer's groups their peak rates ``lrs`` back on leaving (a later ``fit`` starts there)."""
+    try:
+        yield
+    finally:
+        for group, lr in zip(optimizer.param_groups, lrs):
+            group["lr"] = lr
+
+
+def _count(name: str, value, minimum: int) -> int:
+    """``value`` as an int of at least ``minimum``; a float (2.5 steps), a bool or a string is refused."""
+    if isinstance(value, bool) or isinstance(value, float):
+        raise TypeError(f"{name} must be a whole number (an int), got {value!r}")
+    try:
+        value = operator.index(value)
+    except TypeError:
+        raise TypeError(f"{name} must be an int, got {type(value).__name__}") from None
+    if value < minimum:
+        raise ValueError(f"{name} must be at least {minimum}, got {value}")
+    return value
+
+
+class _deferred_interrupt:
+    """While active (in the main thread), a first Ctrl-C only sets a flag, so the loop can finish
+    its step, save, and stop cleanly; a second Ctrl-C interrupts at once."""
+
+    def __init__(self, enabled: bool):
+        self.enabled = enabled and threading.current_thread() is threading.main_thread()
+        self.flag: list[bool] = []
+        self.previous = None
+
+    def __enter__(self) -> list[bool]:
+        if self.enabled:
+            def handler(signum, frame):
+                if self.flag:
+                    raise KeyboardInterrupt
+                self.flag.append(True)
+
+            self.previous = signal.signal(signal.SIGINT, handler)
+        return self.flag
+
+    def __exit__(self, *exc) -> None:
+        if self.enabled:
+            signal.signal(signal.SIGINT, self.previous)
+
+
+def _rng_states(generators: Sequence[torch.Generator]) -> dict:
+    name, keys, position, has_gauss, cached = np.random.get_state()
+    return {
+        "torch": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+        "python": random.getstate(),
+        "numpy": (name, torch.from_numpy(keys.astype(np.int64)), position, has_gauss, cached),
+        "generators": [g.get_state() for g in generators],
+    }
+
+
+def _set_rng_states(states: dict, generators: Sequence[torch.Generator]) -> None:
+    torch.set_rng_state(states["torch"])
+    if states["cuda"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(states["cuda"])
+    version, internal, gauss = states["python"]
+    random.setstate((version, tuple(internal), gauss))
+    name, keys, position, has_gauss, cached = states["numpy"]
+    np.random.set_state((name, keys.numpy().astype(np.uint32), position, has_gauss, cached))
+    if len(states["generators"]) != len(generators):
+        raise ValueError(f"the training state holds {len(states['generators'])} generator(s), but "
+                         f"generators= gives {len(generators)}: pass the same ones as the interrupted run")
+    for g, saved in zip(generators, states["generators"]):
+        g.set_state(saved)
+
+
+def _read_state(path: Path, steps: int) -> dict:
+    """The training state saved at ``path``, checked against this run's ``steps``."""
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:
+        raise ValueError(f"{path} is not a training state that fit saved ({type(error).__name__}: {error})") from None
+    if not isinstance(state, dict) or state.get("version") != 1:
+        raise ValueError(f"{path} is not a training state that fit saved")
+    if state["steps"] != steps:
+        raise ValueError(f"{path} was saved by a run of {state['steps']} steps, not {steps}: resume with the same "
+                         f"steps (the learning-rate schedule depends on them)")
+    return state

@@ -141,7 +141,8 @@ def test_subclasses_sharing_an_init_load_by_their_own_names(tmp_path):
 def test_weights_that_do_not_fit_the_config_are_refused(tmp_path):
     save(trained_model(width=8), tmp_path)
     manifest = json.loads((tmp_path / MANIFEST).read_text())
-    manifest["config"]["width"] = 16  # e.g. a config edited by hand
+    manifest["config"]["width"] = 16  # e.g. a config edited by hand, in a manifest without a checksum
+    del manifest["manifest_sha256"]
     (tmp_path / MANIFEST).write_text(json.dumps(manifest))
     with pytest.raises(ValueError, match=r"embed.weight is \(11, 8\) in the checkpoint but \(11, 16\) in the model"):
         load(tmp_path, TinyLM)
@@ -151,6 +152,7 @@ def test_unknown_config_fields_are_refused(tmp_path):
     save(trained_model(), tmp_path)
     manifest = json.loads((tmp_path / MANIFEST).read_text())
     manifest["config"]["heads"] = 4
+    del manifest["manifest_sha256"]
     (tmp_path / MANIFEST).write_text(json.dumps(manifest))
     with pytest.raises(ValueError, match=r"\['heads'\] are not fields of TinyConfig"):
         load(tmp_path, TinyLM)

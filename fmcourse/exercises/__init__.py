@@ -13,14 +13,20 @@ In a notebook::
     show_solutions(exercises.linear_layer_gradients)        # a button that reveals the solutions
 
 A value answer may be a Python number, a NumPy number, a one-element array or a 0-d (or
-one-element) tensor, and a hand-rounded answer (three significant figures) counts as right.
+one-element) tensor, and a hand-rounded answer (three significant figures) counts as right; a
+tensor answer may be a tensor, a NumPy array or (for a single number) a Python or NumPy number.
+A check runs the student's code under a time limit (``TIME_LIMIT`` seconds): an endless loop is
+stopped with a message instead of hanging the notebook.
 """
 
 from __future__ import annotations
 
 import inspect
 import math
+import signal
+import threading
 from collections.abc import Callable, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -33,6 +39,9 @@ from fmcourse import env
 ROUNDED = 6e-3
 
 
+#: Seconds a check may run the student's code before it is stopped.
+TIME_LIMIT = 30.0
+
 NO_ANSWER = "no answer yet: replace the placeholder `...` with your answer"
 RETURNED_NONE = "your function returned None: replace the `...` with your code, and `return` the result"
 
@@ -43,6 +52,63 @@ class WrongAnswer(Exception):
 
 class _ReturnedNone(Exception):
     pass
+
+
+class _TimedOut(BaseException):  # not an Exception: a student's `except Exception` does not swallow it
+    pass
+
+
+def _timed_out_message(seconds: float) -> str:
+    return (f"your code ran for more than {seconds:g} s and was stopped: is there a loop that never ends "
+            f"(a `while` whose condition stays true)?")
+
+
+@contextmanager
+def _alarm(seconds: float):
+    """Raise ``_TimedOut`` in the block after ``seconds`` (a SIGALRM timer; main thread on Unix only)."""
+
+    def ring(signum, frame):
+        raise _TimedOut
+
+    previous = signal.signal(signal.SIGALRM, ring)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+def run_with_time_limit(function: Callable, *args, seconds: float = TIME_LIMIT):
+    """``function(*args)``, stopped with ``TimeoutError`` after ``seconds``.
+
+    In the main thread on Unix (a notebook's cells run there) a timer signal interrupts the code
+    itself. Elsewhere the call runs in a daemon thread that is abandoned when time is up (Python
+    cannot stop a thread; it no longer blocks the notebook).
+    """
+    alarm_free = hasattr(signal, "SIGALRM") and signal.getitimer(signal.ITIMER_REAL)[0] == 0
+    if alarm_free and threading.current_thread() is threading.main_thread():
+        try:
+            with _alarm(seconds):
+                return function(*args)
+        except _TimedOut:
+            raise TimeoutError(_timed_out_message(seconds)) from None
+    outcome: dict = {}
+
+    def target():
+        try:
+            outcome["value"] = function(*args)
+        except BaseException as error:  # handed to the caller's thread
+            outcome["error"] = error
+
+    worker = threading.Thread(target=target, daemon=True)
+    worker.start()
+    worker.join(seconds)
+    if worker.is_alive():
+        raise TimeoutError(_timed_out_message(seconds))
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome["value"]
 
 
 def _returning(function: Callable) -> Callable:
@@ -127,8 +193,10 @@ def tensor_problem(name: str, answer: Any, expected: torch.Tensor, *, atol: floa
     Names the likely mistake: a wrong type or shape (a transposed result: swapped axes), nan or inf,
     a flipped sign, a constant factor (``factor_means`` says where such a factor comes from).
     """
-    if isinstance(answer, np.ndarray):
-        answer = torch.from_numpy(answer)
+    if isinstance(answer, (np.ndarray, np.generic)) and not isinstance(answer, np.bool_):
+        answer = torch.from_numpy(np.asarray(answer))
+    elif isinstance(answer, (int, float)) and not isinstance(answer, bool):
+        answer = torch.tensor(float(answer))
     if not isinstance(answer, torch.Tensor):
         return f"{name} should be a tensor, got {type(answer).__name__}"
     if answer.shape != expected.shape:
@@ -176,6 +244,7 @@ class Exercise:
     parts: int = 1
     lazy: bool = False  # solution and mistake are zero-argument functions that build the answer
     note: Callable[..., str | None] | None = None  # an extra remark on a right answer (a prediction's fate)
+    time_limit: float = TIME_LIMIT  # seconds the check may run the student's code
 
     def __post_init__(self):
         if self.kind not in ("code", "formula", "value", "experiment"):
@@ -193,7 +262,9 @@ class Exercise:
             return NO_ANSWER
         try:
             wrapped = [_returning(part) if inspect.isfunction(part) else part for part in answer]
-            return self.checker(*wrapped)
+            return run_with_time_limit(self.checker, *wrapped, seconds=self.time_limit)
+        except TimeoutError as stopped:
+            return str(stopped)
         except WrongAnswer as wrong:
             return str(wrong)
         except _ReturnedNone:

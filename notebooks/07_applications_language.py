@@ -261,7 +261,7 @@ widgets.explorer(
     seed=ipywidgets.IntSlider(value=0, min=0, max=20, description="seed", continuous_update=False),
 )
 
-# %% [markdown] slideshow={"slide_type": "slide"}
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # ### The key/value cache
 #
 # The loop above runs the whole model on the whole text so far for *every* new token. That wastes
@@ -495,7 +495,7 @@ assert scores["greedy"][0] >= TRANSLATION_BOUND, f"greedy exact match {scores['g
 assert scores["greedy"][0] > scores["word by word"][0] + 0.5, "far above the dictionary baseline"
 assert scores["greedy"][1] > scores["word by word"][1]
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # The translator beats the dictionary by a wide margin on numbers it never saw: it has learned the
 # reordering into groups of 万 and the 零 and 十 rules, not a table of phrases. Beam search has nothing
 # to add when greedy decoding is already right (the line above says how many translations it changed):
@@ -583,7 +583,7 @@ optimizer = torch.optim.AdamW(multitask.parameters(), lr=3e-3)     # one optimiz
 multitask_history = fit(multitask, multitask_batches, seq2seq_loss, steps=200, optimizer=optimizer, lr=3e-3,
                         warmup_steps=50, min_lr_ratio=1.0, device=device)   # warm-up, then a constant rate
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # Training continues in two more stages of 200 steps (cells stay short): the same optimizer, first at
 # the same rate, then with the rate decaying along a cosine. `fit` continues the loss curve and marks
 # where each stage starts.
@@ -680,7 +680,7 @@ for name, rows in (("first", asked_first), ("second", asked_second)):
 assert len(kinds["other"]) <= 0.05 * len(question_rows), "nearly every answer is a word of the right kind from the context"
 assert right_one >= 0.9 and right_one > right_several, "one candidate of the right kind: easy; several: hard"
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # The numbers say what the model learned. It always answers with a word from the context, and of the
 # kind asked for: a city for "where", a pet for "what pet". When the context holds only one word of
 # that kind, that is enough, and it is right nearly every time. When both facts are of the asked

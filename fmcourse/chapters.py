@@ -34,7 +34,7 @@ CHAPTERS = (
     Chapter("05_contrastive_pretraining", "Contrastive pretraining", "3.1 对比学习", "ready", "18 s"),
     Chapter("06_fine_tuning", "Fine-tuning and evaluation", "3.2 算法步骤 4–5, 9.3 如何进行基础模型的微调", "ready", "20 s",
             extras=("sentence",)),
-    Chapter("07_applications_language", "Applications: language", "6.1 自然语言处理", "ready", "60 s"),
+    Chapter("07_applications_language", "Applications: language", "6.1 自然语言处理", "ready", "41 s"),
     Chapter("08_applications_vision", "Applications: vision", "6.2 计算机视觉", "planned"),
     Chapter("09_applications_speech", "Applications: speech", "6.3 语音识别", "planned"),
     Chapter("10_applications_recommendation", "Applications: recommendation", "3.4 算法应用领域 (推荐系统)", "planned"),

@@ -150,6 +150,11 @@ def close(a: float, b: float, rel: float = ROUNDED, abs_tol: float = 1e-9) -> bo
     return math.isfinite(a) and math.isclose(a, b, rel_tol=rel, abs_tol=abs_tol)
 
 
+def verdict(prediction: str, truth: str) -> str:
+    """How an experiment's prediction fared: the opening of its feedback."""
+    return "your prediction was right" if prediction == truth else "your prediction was wrong"
+
+
 def number_problem(name: str, answer: Any, expected: float, *, known: Sequence[tuple[float, str]] = (),
                    rel: float = ROUNDED, abs_tol: float = 1e-9) -> str | None:
     """What is wrong with a value ``answer`` that should equal ``expected`` (None when right).

@@ -9,7 +9,7 @@ from functools import lru_cache
 import torch
 import torch.nn.functional as F
 
-from fmcourse.exercises import Exercise, WrongAnswer, number_problem
+from fmcourse.exercises import Exercise, WrongAnswer, number_problem, verdict
 from fmcourse.objectives import info_nce as _info_nce
 
 # --- 1. uniformity: how evenly embeddings cover the sphere ------------------------------------------
@@ -168,8 +168,7 @@ def _check_temperature(prediction, measured) -> str | None:
 
 def _temperature_note(prediction, measured) -> str:
     truth = "above" if random_embedding_loss(LOW_TEMPERATURE) > math.log(RANDOM_N) else "below"
-    verdict = "your prediction was right" if prediction == truth else "your prediction was wrong"
-    return (f"{verdict}: {random_embedding_loss(LOW_TEMPERATURE):.2f} against log N = {math.log(RANDOM_N):.2f}. At a "
+    return (f"{verdict(prediction, truth)}: {random_embedding_loss(LOW_TEMPERATURE):.2f} against log N = {math.log(RANDOM_N):.2f}. At a "
             f"low temperature the random similarities are magnified, so each query confidently picks some wrong "
             f"key. So where an untrained encoder starts depends on the temperature: log N is its level only when "
             f"the temperature is large enough to wash the random similarities out")

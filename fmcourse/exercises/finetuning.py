@@ -9,7 +9,7 @@ from functools import lru_cache
 import torch
 import torch.nn.functional as F
 
-from fmcourse.exercises import Exercise, WrongAnswer, number_problem
+from fmcourse.exercises import Exercise, WrongAnswer, number_problem, verdict
 from fmcourse.finetune import add_lora, count_parameters
 from fmcourse.models import GPT, GPTConfig
 
@@ -163,8 +163,7 @@ def _check_scaling(prediction, measured) -> str | None:
 
 def _scaling_note(prediction, measured) -> str:
     truth = "lower" if scaled_nll(SCALING_TEMPERATURE) < scaled_nll(1.0) else "higher"
-    verdict = "your prediction was right" if prediction == truth else "your prediction was wrong"
-    return (f"{verdict}: {scaled_nll(1.0):.3f} → {scaled_nll(SCALING_TEMPERATURE):.3f} nats. An overconfident model "
+    return (f"{verdict(prediction, truth)}: {scaled_nll(1.0):.3f} → {scaled_nll(SCALING_TEMPERATURE):.3f} nats. An overconfident model "
             f"pays heavily for its confident mistakes; dividing its logits by T > 1 softens every prediction "
             f"without changing a single argmax, so the accuracy stays the same while the NLL falls")
 

@@ -8,7 +8,7 @@ from functools import lru_cache
 
 import torch
 
-from fmcourse.exercises import Exercise, WrongAnswer, number_problem
+from fmcourse.exercises import Exercise, WrongAnswer, number_problem, verdict
 
 # --- 1. the min-p filter (code) ---------------------------------------------------------------------
 # A relative of top-p that the notebook does not write: keep every token whose probability is at least
@@ -242,8 +242,7 @@ def _check_nucleus(prediction, measured) -> str | None:
 def _nucleus_note(prediction, measured) -> str:
     size = mean_nucleus_size(NUCLEUS_P)
     truth = "smaller" if size < 5 else "larger"
-    verdict = "your prediction was right" if prediction == truth else "your prediction was wrong"
-    return (f"{verdict}: the nucleus holds {mean_nucleus_size(0.5):.2f} characters on average at p = 0.5 and "
+    return (f"{verdict(prediction, truth)}: the nucleus holds {mean_nucleus_size(0.5):.2f} characters on average at p = 0.5 and "
             f"{size:.2f} at p = {NUCLEUS_P:g}, against top-k's fixed 5. Its size changes with every position: one "
             f"character where the model is sure, many where it is not, which a fixed k cannot do")
 

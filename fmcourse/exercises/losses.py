@@ -8,7 +8,7 @@ import math
 import torch
 import torch.nn.functional as F
 
-from fmcourse.exercises import Exercise, WrongAnswer, number_problem, tensor_problem
+from fmcourse.exercises import Exercise, WrongAnswer, number_problem, tensor_problem, verdict
 
 # --- 1. backpropagation through a tanh layer ------------------------------------------------------
 
@@ -170,8 +170,7 @@ def _check_valley(prediction, measured) -> str | None:
 
 def _valley_note(prediction, measured) -> str:
     truth = "lower" if valley_descent(VALLEY_LR) < valley_descent(VALLEY_BASELINE_LR) else "higher"
-    verdict = "your prediction was right" if prediction == truth else "your prediction was wrong"
-    return (f"{verdict}: at lr = {VALLEY_LR} the steep direction zig-zags (factor |1 - 50·lr| = 0.9 a step) but the "
+    return (f"{verdict(prediction, truth)}: at lr = {VALLEY_LR} the steep direction zig-zags (factor |1 - 50·lr| = 0.9 a step) but the "
             f"flat one, which sets the pace, shrinks by 1 - 2·lr = 0.924 a step instead of 0.96, so the loss "
             f"ends {truth} than the baseline's {valley_descent(VALLEY_BASELINE_LR):.3g}")
 

@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 
 from fmcourse.data import MarkovChain
-from fmcourse.exercises import Exercise, WrongAnswer, number_problem, tensor_problem
+from fmcourse.exercises import Exercise, WrongAnswer, number_problem, tensor_problem, verdict
 
 # --- 1. the trigram baseline ------------------------------------------------------------------------
 # Section 5 counts a bigram model in one line; the exercise takes the next step, two tokens of context.
@@ -185,10 +185,9 @@ def _check_gain(prediction, measured) -> str | None:
 def _gain_note(prediction, measured) -> str:
     before, after = mean_context_gain(CHAIN_BASELINE_SHARPNESS), mean_context_gain(CHAIN_SHARPNESS)
     truth = "grows" if after > before else "shrinks"
-    verdict = "your prediction was right" if prediction == truth else "your prediction was wrong"
     per_seed = ", ".join(f"{context_gain(CHAIN_BASELINE_SHARPNESS, s):.2f} → {context_gain(CHAIN_SHARPNESS, s):.2f}"
                          for s in CHAIN_SEEDS)
-    return (f"{verdict}: on average the gap {truth} from {before:.2f} to {after:.2f} nats/token, but not for every "
+    return (f"{verdict(prediction, truth)}: on average the gap {truth} from {before:.2f} to {after:.2f} nats/token, but not for every "
             f"chain (per seed: {per_seed}). A sharper chain makes the next token more predictable from its "
             f"context; yet a sharp chain can also trap itself among a few tokens, and then their frequencies "
             f"alone predict well too")

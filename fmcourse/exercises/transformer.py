@@ -7,7 +7,7 @@ import math
 
 import torch
 
-from fmcourse.exercises import Exercise, WrongAnswer, number_problem
+from fmcourse.exercises import Exercise, WrongAnswer, number_problem, verdict
 from fmcourse.models import GPT, GPTConfig
 
 # --- 1. a sliding-window causal mask ----------------------------------------------------------------
@@ -203,8 +203,7 @@ def _check_scale(prediction, measured) -> str | None:
 
 def _scale_note(prediction, measured) -> str:
     truth = "lower" if attention_entropy(False) < attention_entropy(True) else "higher"
-    verdict = "your prediction was right" if prediction == truth else "your prediction was wrong"
-    return (f"{verdict}: the scores' spread grows like sqrt(d) = {math.sqrt(SCALE_D):.0f} without the scale, so the "
+    return (f"{verdict(prediction, truth)}: the scores' spread grows like sqrt(d) = {math.sqrt(SCALE_D):.0f} without the scale, so the "
             f"softmax nearly picks one key (entropy {attention_entropy(False):.2f} against "
             f"{attention_entropy(True):.2f} nats, ln T = {math.log(SCALE_T):.2f}), and its gradient nearly vanishes")
 

@@ -115,6 +115,17 @@ def attention(
     return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout)
 
 
+def _attend(layer: nn.Module, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None,
+            causal: bool, need_weights: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """The attention step a self- or cross-attention ``layer`` shares: ``(B, h, Tq, hd)`` outputs, and the
+    ``(B, h, Tq, Tk)`` weights when asked for (the teaching path), else None (the layer's chosen path)."""
+    dropout = layer.weight_dropout if layer.training else 0.0
+    if need_weights:
+        weights = attention_weights(q, k, mask, causal)
+        return F.dropout(weights, dropout) @ v, weights
+    return attention(q, k, v, mask, causal=causal, dropout=dropout, fast=layer.fast), None
+
+
 class MultiHeadAttention(nn.Module):
     """Multi-head self-attention: ``n_head`` attentions of width ``d_model / n_head`` side by side.
 
@@ -172,12 +183,7 @@ class MultiHeadAttention(nn.Module):
                 raise ValueError(f"is_token must have the shape of the input tokens (batch, length) = {(B, T)}, "
                                  f"got {tuple(is_token.shape)}")
             mask = padding_mask(is_token)  # (B, 1, 1, T)
-        dropout = self.weight_dropout if self.training else 0.0
-        if need_weights:
-            weights = attention_weights(q, k, mask, causal)
-            y = F.dropout(weights, dropout) @ v
-        else:
-            y = attention(q, k, v, mask, causal=causal, dropout=dropout, fast=self.fast)
+        y, weights = _attend(self, q, k, v, mask, causal, need_weights)
         y = self.out_dropout(self.out(y.transpose(1, 2).reshape(B, T, D)))  # heads side by side again
         return (y, weights) if need_weights else y
 
@@ -231,12 +237,7 @@ class CrossAttention(nn.Module):
                 raise ValueError(f"memory_is_token must have the shape (batch, memory length) = {(B, Tk)}, "
                                  f"got {tuple(memory_is_token.shape)}")
             mask = padding_mask(memory_is_token)  # (B, 1, 1, Tk)
-        dropout = self.weight_dropout if self.training else 0.0
-        if need_weights:
-            weights = attention_weights(q, k, mask)
-            y = F.dropout(weights, dropout) @ v
-        else:
-            y = attention(q, k, v, mask, dropout=dropout, fast=self.fast)
+        y, weights = _attend(self, q, k, v, mask, False, need_weights)
         y = self.out_dropout(self.out(y.transpose(1, 2).reshape(B, Tq, D)))
         return (y, weights) if need_weights else y
 

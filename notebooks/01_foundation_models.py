@@ -268,7 +268,7 @@ assert search_hits["all-MiniLM-L6-v2"].sum() >= 3 * len(questions) / len(section
 #
 # ### The definition, as a summary (seed 2.1)
 #
-# > 基础模型是指在大量数据上预训练的通用模型，能够在各种下游任务中进行微调。
+# > 基础模型是指在大量数据上预训练的通用模型，能够在各种下游任务中进行微调……
 # > A foundation model is a general model pretrained on large amounts of data, which can be adapted
 # > (fine-tuned) to a wide range of **downstream tasks**.
 #
@@ -276,7 +276,8 @@ assert search_hits["all-MiniLM-L6-v2"].sum() >= 3 * len(questions) / len(section
 # above were solved by using a model as it is (generation, likelihoods, similarity: zero-shot), by a
 # small head on frozen features (the probe), and chapter 06 adds fine-tuning all of it or a low-rank
 # part. The term was coined by Bommasani et al. (2021) for models "trained on broad data (generally
-# using self-supervision at scale) that can be adapted to a wide range of downstream tasks".
+# using self-supervision at scale) that can be adapted (e.g., fine-tuned) to a wide range of
+# downstream tasks".
 #
 # **Foundation or pretrained model? (seed 9.1)** Every foundation model is a **pretrained model**;
 # not every pretrained model is a foundation model. The course's GPT is pretrained, but on one small

@@ -136,7 +136,8 @@ plt.show()
 mlp_share = shares["GPT-3 175B"]["MLP"] / gpt3
 print(f"GPT-3: MLPs {mlp_share:.1%}, attention {shares['GPT-3 175B']['attention'] / gpt3:.1%}, embeddings "
       f"{shares['GPT-3 175B']['token embedding (tied head)'] / gpt3:.2%}; the course's GPT: token embedding "
-      f"{shares['course GPT']['token embedding (tied head)'] / ours:.1%}")
+      f"{shares['course GPT']['token embedding (tied head)'] / ours:.1%}; GPT-3's weights in 16-bit numbers: "
+      f"{2 * gpt3 / 1e9:.0f} GB")
 assert abs(mlp_share - 2 / 3) < 0.01, "at scale, 8d² of every 12d² per layer: two thirds in the MLPs"
 
 # %% [markdown] slideshow={"slide_type": "subslide"}
@@ -289,8 +290,9 @@ ax.legend(fontsize=8)
 plt.show()
 
 # %% [markdown] slideshow={"slide_type": "subslide"}
-# The course's GPT takes minutes here (chapter 04 trains it); GPT-3 would take this machine hundreds
-# of thousands of years, and a cluster of a thousand GPUs weeks. The tokens-per-parameter column shows
+# The course's GPT takes minutes here (chapter 04 trains it); GPT-3 would take a laptop CPU hundreds
+# of thousands of years (the middle column, when this runs on one), and a cluster of a thousand GPUs
+# weeks. The tokens-per-parameter column shows
 # how the field changed its mind: GPT-3 saw under two tokens per parameter; Hoffmann et al. (2022)
 # found that for a fixed compute budget about 20 tokens per parameter give the lowest loss
 # (Chinchilla), and later models train far longer still, because a smaller model trained on more data
@@ -444,9 +446,10 @@ assert {chapter_number(CHAPTERS[i]) for i in range(7, 11)} == {n[:2] for n in bu
 # research) have no chapter: they are applications of the same techniques to data this course cannot
 # ship, and each raises the questions of chapter 12 (reliability, fairness, privacy) more sharply than
 # any benchmark. **What the course found (8.1) and what lies ahead (8.4):** pretraining saves labels
-# when they are few and the task needs what pretraining learned (chapters 01, 06); loss falls as a
-# power law of size, data and compute (chapter 11); and the claims of interpretability and fairness
-# need measurements rather than assertions (chapter 12).
+# when they are few and the task needs what pretraining learned (chapters 01, 06); a strong simple
+# baseline sometimes wins outright (chapter 06); how loss falls with size, data and compute is a
+# matter of measured scaling laws (chapter 11); and the claims of interpretability and fairness need
+# measurements rather than assertions (chapter 12).
 
 # %% [markdown] slideshow={"slide_type": "slide"}
 # ## 7. Resources (seed 7 工具和资源推荐)

@@ -6,6 +6,12 @@ Passages of 32 characters of the prose lines of a text; in half of them the char
 are shuffled. A scrambled passage has exactly the characters and the spaces of the original, so
 counting letters or word lengths cannot tell the two apart; knowing which letters follow which can.
 Chapter 06 fine-tunes the pretrained GPT on it; ``bench/finetune_comparisons.py`` measures it.
+
+    pairs = scrambled_pairs(text, count=300, seed=0)               # (real, scrambled): chapter 01, zero-shot
+    (train, train_y), (val, val_y), (test, test_y) = topic_passages(["try", "import"], (16, 10, 25))
+
+``topic_passages`` poses another task on the same documentation: which section a passage comes from
+(chapters 01 and 13).
 """
 
 from __future__ import annotations

@@ -26,7 +26,8 @@ class Chapter:
 
 CHAPTERS = (
     Chapter("00_setup", "Setting up and finding your way", "5.1 开发环境搭建", "ready", "3 s"),
-    Chapter("01_foundation_models", "What a foundation model is", "1 背景介绍, 2 核心概念与联系", "planned"),
+    Chapter("01_foundation_models", "What a foundation model is", "1 背景介绍, 2 核心概念与联系", "ready", "60 s",
+            extras=("sentence",)),
     Chapter("02_losses_and_backprop", "Losses and backpropagation", "4.1 数学模型构建, 4.2 公式推导过程", "ready", "17 s"),
     Chapter("03_transformer", "The Transformer, from attention to a GPT", "1.2 研究现状 (模型架构设计), 4.3 案例分析与讲解", "ready", "14 s"),
     Chapter("04_self_supervised_pretraining", "Self-supervised pretraining", "3.1 自监督学习, 3.2 算法步骤 1–3", "ready", "31 s",
@@ -41,7 +42,8 @@ CHAPTERS = (
     Chapter("11_scale_and_efficiency", "Scale and efficiency", "1.2 研究现状 (模型压缩与加速), 4.4 常见问题解答, 8.2 未来发展趋势, 8.3 面临的挑战",
             "planned"),
     Chapter("12_trust", "Trust: interpretability, fairness, privacy", "1.2 研究现状 (可解释性), 8.2 未来发展趋势, 8.3 面临的挑战", "planned"),
-    Chapter("13_faq_and_resources", "FAQ, resources and glossary", "4.4 常见问题解答, 7 工具和资源推荐, 9 附录：常见问题与解答", "planned"),
+    Chapter("13_faq_and_resources", "FAQ, resources and glossary", "4.4 常见问题解答, 7 工具和资源推荐, 9 附录：常见问题与解答", "ready", "45 s",
+            extras=("sentence",)),
 )
 
 @dataclass(frozen=True)

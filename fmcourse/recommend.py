@@ -168,9 +168,34 @@ def compare(world: ShopWorld, seeds: tuple[int, ...] = (0, 1, 2), log=print, gri
     return results, first_gpt
 
 
+def markdown_table(results: dict) -> str:
+    """The comparison as Markdown: the validation grid of each method, then the test scores over seeds."""
+    lines = ["# Recommendation on the shop world: every method tuned with the same budget", "",
+             "`python -m fmcourse.recommend` (one thread). World: " + ", ".join(f"{k}={v}" for k, v in results["world"].items())
+             + f". GPT: {results['gpt_steps']} steps; MF: {results['mf_steps']} full-batch steps.", "",
+             "## Validation NDCG@10 of each setting (the chosen one in bold)", "",
+             "| method | setting | NDCG@10 | Recall@10 |", "|---|---|---:|---:|"]
+    for method, rows in results["validation"].items():
+        for row in rows:
+            mark = "**" if row["settings"] == results["chosen"][method] else ""
+            lines.append(f"| {method} | {mark}{json.dumps(row['settings']) if row['settings'] else '—'}{mark} | "
+                         f"{row['ndcg']:.4f} | {row['recall']:.4f} |")
+    lines += ["", "## Test items: the chosen settings trained on everything but the test item", "",
+              "| method | seeds | NDCG@10 (mean ± sd) | Recall@10 (mean ± sd) |", "|---|---:|---:|---:|"]
+    for method, rows in results["test"].items():
+        ndcg, recall = torch.tensor([r["ndcg"] for r in rows]), torch.tensor([r["recall"] for r in rows])
+        sd = (lambda x: x.std().item() if len(x) > 1 else 0.0)
+        lines.append(f"| {method} | {len(rows)} | {ndcg.mean():.4f} ± {sd(ndcg):.4f} | {recall.mean():.4f} ± {sd(recall):.4f} |")
+    ceiling = results["ceiling"]
+    lines.append(f"| ceiling (best ranking, expected) | — | {ceiling['ndcg']:.4f} | {ceiling['recall']:.4f} |")
+    return "\n".join(lines) + "\n"
+
+
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", default=str(Path(__file__).parent / "shipped"), help="folder for the results")
+    parser.add_argument("--table", default=str(Path(__file__).parents[1] / "bench" / "results" / "recommendation.md"),
+                        help="the Markdown table of the results")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
     out = Path(args.out)
@@ -179,7 +204,9 @@ def main(argv=None) -> None:
                                                       "steps": GPT_STEPS, "trained_on": "history('test')"})
     with atomic_path(out / "shop_comparison.json") as path:
         Path(path).write_text(json.dumps(results, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
-    print(f"wrote {out / 'shop_comparison.json'} and {out / 'gpt_shop'}")
+    with atomic_path(args.table) as path:
+        Path(path).write_text(markdown_table(results), encoding="utf-8")
+    print(f"wrote {out / 'shop_comparison.json'}, {out / 'gpt_shop'} and {args.table}")
 
 
 if __name__ == "__main__":

@@ -239,6 +239,13 @@ for method, value in live_valid.items():
     assert abs(value - stored) < 0.01
 assert live_valid["mf"] > live_valid["popularity"] + 0.05
 
+# trained to convergence: twice the steps give the same loss and the same ranking quality
+mf_longer = fit_mf(valid_history, world.n_items, **chosen["mf"], steps=2 * comparison["mf_steps"])
+longer_ndcg = metrics.ndcg_at_k(method_scores("mf", mf_longer, valid_history, world.n_items), split.valid)
+print(f"MF, {2 * comparison['mf_steps']} steps instead of {comparison['mf_steps']}: loss {mf_longer.final_loss:.4f} "
+      f"(was {mf_valid.final_loss:.4f}), validation NDCG@10 {longer_ndcg:.4f}")
+assert abs(mf_longer.final_loss - mf_valid.final_loss) < 0.01 and abs(longer_ndcg - live_valid["mf"]) < 0.005
+
 # %% [markdown] slideshow={"slide_type": "slide"}
 # ## 4. A GPT over items
 #
@@ -257,13 +264,22 @@ assert live_valid["mf"] > live_valid["popularity"] + 0.05
 # %%
 short_gpt, short_history = fit_gpt(valid_history, world.n_items, d_model=32, dropout=0.1, steps=150, seed=0)
 short_ndcg = metrics.ndcg_at_k(next_item_scores(short_gpt, valid_history, world.n_items), split.valid)
-ax = short_history.plot(title=f"a GPT over items, 150 steps in {short_history.seconds:.1f} s")
-ax.axhline(float(np.log(world.n_items)), color="grey", ls="--", lw=1, label="uniform guess: log(I)")
-ax.legend(fontsize=8)
+fig, axes = plt.subplots(1, 2, figsize=(12, 3.6))
+short_history.plot(ax=axes[0], title=f"a GPT over items, 150 steps here ({short_history.seconds:.1f} s)")
+axes[0].axhline(float(np.log(world.n_items)), color="grey", ls="--", lw=1, label="uniform guess: log(I)")
+axes[0].legend(fontsize=8)
+for row in comparison["test"]["gpt"]:                       # the full runs of the tuning command, per seed
+    axes[1].plot(row["loss_curve"]["steps"], row["loss_curve"]["loss"], "o-", ms=3, label=f"seed {row['seed']}")
+axes[1].set(xlabel="step", ylabel="training loss (smoothed)", title="the shipped runs level off")
+axes[1].legend(fontsize=8)
+fig.tight_layout()
 plt.show()
 print(f"after 150 steps: validation NDCG@10 {short_ndcg:.3f} (popularity {live_valid['popularity']:.3f})")
 assert short_history.train_loss[-1] < np.log(world.n_items) - 0.5
 assert short_ndcg > live_valid["popularity"] + 0.05
+for row in comparison["test"]["gpt"]:   # the last 30% of each full run lowers the loss by less than 2%
+    late = row["loss_curve"]["loss"]
+    assert late[int(0.7 * len(late)) - 1] - late[-1] < 0.02 * late[-1]
 
 # %% [markdown] slideshow={"slide_type": "slide"}
 # ## 5. All methods on the test items
@@ -307,8 +323,11 @@ fig.tight_layout()
 plt.show()
 
 gap = results["gpt"]["ndcg"] - results["mf"]["ndcg"]           # paired: the same users and test items
-print(f"GPT - MF: {gap.mean():.3f} ± {gap.std() / len(gap) ** 0.5:.3f} NDCG@10 (paired s.e.)")
+over_bigram = results["gpt"]["ndcg"] - results["bigram"]["ndcg"]
+print(f"GPT - MF: {gap.mean():.3f} ± {gap.std() / len(gap) ** 0.5:.3f} NDCG@10 (paired s.e.); "
+      f"GPT - bigram: {over_bigram.mean():.3f} ± {over_bigram.std() / len(gap) ** 0.5:.3f}")
 assert gap.mean() > 4 * gap.std() / len(gap) ** 0.5                              # the GPT beats MF
+assert over_bigram.mean() > 2 * over_bigram.std() / len(gap) ** 0.5              # and the bigram, by less
 assert min(seeds["gpt"]) > max(seeds["mf"]) and min(seeds["gpt"]) > seeds["popularity"][0]
 assert results["gpt"]["ndcg"].mean() < ceiling_ndcg + 3 * se["gpt"]             # and never beats the ceiling
 print(f"MF reaches {results['mf']['ndcg'].mean() / oracles['taste only']:.0%} of the taste-only oracle's NDCG@10, "
@@ -353,7 +372,13 @@ for ax, (name, features) in zip(axes, embeddings.items()):
     embedding_map(features[test_users], favourite[test_users], ax=ax, title=f"{name}: users, coloured by favourite category")
 fig.tight_layout()
 plt.show()
-assert min(probe_accuracy.values()) > chance + 0.4
+assert min(probe_accuracy.values()) > max(0.5, 3 * chance)   # the stated bound: half right, three times chance
+
+# %% [markdown]
+# Both embeddings hold the profile: a linear read-out names the favourite category of users it never
+# saw, far above chance, and the 2-D maps group users by it. Neither model was told the categories;
+# they found them because items of one category are bought by the same users. The GPT's state is
+# not a profile only: it must also carry what the last purchase calls for next.
 
 # %% [markdown] slideshow={"slide_type": "slide"}
 # ## 7. New users: the pretrained model, used as it is
@@ -362,34 +387,47 @@ assert min(probe_accuracy.values()) > chance + 0.4
 # models never saw, with only a few purchases (*cold start*). The GPT needs no training for them:
 # their purchases are a short prompt. MF has no vector for them and must fit one from their few
 # purchases with the items fixed (*fold-in*); the bigram needs only the last item; popularity needs
-# nothing. We draw 500 new users from the same shop and predict their purchase number $n + 1$ from
-# the first $n$.
+# nothing. We draw 1000 new users from the same shop and predict their purchase number $n + 1$ from
+# the first $n$. To see the trend through the noise of single draws, each model's list is scored by
+# its *expected* NDCG@10 under the true law of that purchase (`expected_ndcg` from section 2), the
+# quantity the ceiling is the best value of.
 
 # %%
-new = world.new_users(500, length=9, seed=123)
+new = world.new_users(1000, length=9, seed=123)
 lengths = [1, 2, 4, 8]
 cold = {m: [] for m in names} | {"ceiling": []}
 for n in lengths:
-    seen, target = new.sequences[:, :n], new.sequences[:, n]
-    cold["popularity"].append(metrics.ndcg_at_k(popularity_scores(test_history, world.n_items).expand(500, -1), target))
-    cold["bigram"].append(metrics.ndcg_at_k(models["bigram"].scores(seen), target))
+    seen = new.sequences[:, :n]
+    law = new.next_item_probabilities(new.tastes, seen[:, -1])          # (1000, I): the next purchase's true law
     vectors = models["mf"].fold_in(seen, weight_decay=chosen["mf"]["weight_decay"])
-    cold["mf"].append(metrics.ndcg_at_k(models["mf"].scores_of(vectors), target))
-    cold["gpt"].append(metrics.ndcg_at_k(next_item_scores(gpt, seen, world.n_items), target))
-    cold["ceiling"].append(metrics.ranking_ceiling(new.next_item_probabilities(new.tastes, seen[:, -1]), 10)[1])
+    cold["popularity"].append(expected_ndcg(popularity_scores(test_history, world.n_items).expand(len(seen), -1), law))
+    cold["bigram"].append(expected_ndcg(models["bigram"].scores(seen), law))
+    cold["mf"].append(expected_ndcg(models["mf"].scores_of(vectors), law))
+    cold["gpt"].append(expected_ndcg(next_item_scores(gpt, seen, world.n_items), law))
+    cold["ceiling"].append(metrics.ranking_ceiling(law, 10)[1])
 
 fig, ax = plt.subplots(figsize=(7, 3.8))
 for method, style in (("gpt", "o-"), ("mf", "s-"), ("bigram", "^-"), ("popularity", "x-")):
     ax.plot(lengths, cold[method], style, label=names[method] + (" (fold-in)" if method == "mf" else ""))
 ax.plot(lengths, cold["ceiling"], "k--", label="ceiling")
 ax.set(xscale="log", xticks=lengths, xticklabels=lengths, xlabel="purchases known for the new user",
-       ylabel="NDCG@10 of the next purchase", title="500 new users, never seen in training")
+       ylabel="expected NDCG@10 of the next purchase", title="1000 new users, never seen in training")
 ax.legend(fontsize=8)
 plt.show()
 for method in ("gpt", "mf", "bigram", "popularity", "ceiling"):
     print(f"{method:10s} " + "  ".join(f"n={n}: {v:.3f}" for n, v in zip(lengths, cold[method])))
-assert all(g > m for g, m in zip(cold["gpt"], cold["mf"]))
-assert cold["gpt"][-1] > cold["gpt"][0]                 # more purchases, a better profile
+assert all(g > m + 0.05 for g, m in zip(cold["gpt"], cold["mf"]))   # no training for the GPT, and far ahead of MF
+assert cold["gpt"][-1] > cold["gpt"][0] + 0.005                    # more purchases, a better profile
+assert cold["gpt"][-1] - cold["bigram"][-1] > cold["gpt"][0] - cold["bigram"][0]
+
+# %% [markdown] slideshow={"slide_type": "subslide"}
+# **What the curves say.** The GPT was never trained on these users, yet from their first purchases
+# on it ranks far better than MF, which fitted a vector to each of them. With one purchase it knows
+# no more than the bigram does (the last item), and scores about the same; every further purchase
+# tells it more about the user's taste, which the bigram cannot use, and it pulls ahead. The same
+# pretrained model serves old users, new users and any length of history: this is what makes it a
+# foundation model for the shop. MF gains only slowly: a vector fitted to a handful of purchases is
+# a poor profile.
 
 # %% [markdown] slideshow={"slide_type": "slide"}
 # ## Summary
@@ -402,12 +440,14 @@ assert cold["gpt"][-1] > cold["gpt"][0]                 # more purchases, a bett
 #   probabilities, and oracles that show what the taste and the order are each worth.
 # - **The baselines, tuned with the same budget**: popularity is far below everything that
 #   personalises; MF learns the tastes but cannot see the order; the item bigram sees the order but
-#   not the user. The GPT reads both out of the sequence and comes closest to the ceiling, with a gap
-#   to MF far larger than the spread over seeds.
+#   not the user. The GPT reads both out of the sequence and comes closest to the ceiling: far ahead
+#   of MF (the gap is many times the spread over seeds), ahead of the bigram by less, since in this
+#   shop the last item is worth more than the taste (compare the two oracles).
 # - **Profiles**: the user embeddings of both MF and the GPT hold the users' favourite categories,
 #   readable by a linear probe on users the probe never saw.
-# - **Cold start**: the pretrained GPT serves new users from a handful of purchases with no training;
-#   MF must fit each new user's vector first and, from so few purchases, does worse.
+# - **Cold start**: the pretrained GPT serves new users from a handful of purchases with no training,
+#   far ahead of MF, which must fit each new user's vector first; it matches the bigram after one
+#   purchase and pulls ahead as more purchases reveal the taste.
 #
 # Next, chapter 11 measures how models like these scale, and how to make them cheaper.
 #

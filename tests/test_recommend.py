@@ -185,3 +185,19 @@ def test_bad_inputs_get_clear_errors():
         leave_last_out(torch.zeros(4, 2, dtype=torch.long))
     with pytest.raises(ValueError, match="follow"):
         ShopWorld.generate(follow=1.0)
+
+
+def test_the_shipped_gpt_scores_what_its_comparison_claims():
+    import json
+
+    from fmcourse import checkpoints, shipped
+    from fmcourse.recommend import WORLD
+
+    results = json.loads(shipped.path("shop_comparison.json").read_text(encoding="utf-8"))
+    assert results["world"] == WORLD
+    gpt, _ = checkpoints.load(shipped.path("gpt_shop"), GPT)
+    world = ShopWorld.generate(**WORLD)
+    split = leave_last_out(world.sequences)
+    ndcg = metrics.ndcg_at_k(next_item_scores(gpt, split.history("test"), world.n_items), split.test)
+    assert ndcg == pytest.approx(results["test"]["gpt"][0]["ndcg"], abs=1e-6)
+    assert ndcg <= results["ceiling"]["ndcg"] + 0.03   # never above the ceiling by more than noise (3 s.e.)

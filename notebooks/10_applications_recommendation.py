@@ -263,7 +263,8 @@ assert abs(mf_longer.final_loss - mf_valid.final_loss) < 0.01 and abs(longer_ndc
 # on is the tuned one trained for 1000 steps by the same command as the baselines.
 
 # %%
-short_gpt, short_history = fit_gpt(valid_history, world.n_items, d_model=32, dropout=0.1, steps=150, seed=0)
+short_gpt, short_history = fit_gpt(valid_history, world.n_items, d_model=32, dropout=0.1, steps=150, seed=0,
+                                   device=device)
 short_ndcg = metrics.ndcg_at_k(next_item_scores(short_gpt, valid_history, world.n_items), split.valid)
 fig, axes = plt.subplots(1, 2, figsize=(12, 3.6))
 short_history.plot(ax=axes[0], title=f"a GPT over items, 150 steps here ({short_history.seconds:.1f} s)")

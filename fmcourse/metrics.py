@@ -12,6 +12,12 @@ Tensors, NumPy arrays and lists are accepted; the results agree with scikit-lear
 
     exact_match(["三百零五", "十"], ["三百零五", "一十"])   # 0.5: the share of outputs equal to their targets
     bleu(hypotheses, references, max_n=4)             # corpus BLEU in [0, 1] (sacreBLEU reports 100 x this)
+
+For recommendation, one held-out item per user, ranked among all items by a model's scores:
+
+    recall_at_k(scores, targets, k=10)       # scores (N, I), targets (N,): the share of held-out items in the top k
+    ndcg_at_k(scores, targets, k=10)         # 1 / log2(rank + 1) inside the top k (equals scikit-learn's ndcg_score)
+    ranking_ceiling(probabilities, k=10)     # (recall, ndcg) of the best ranking when targets follow probabilities
 """
 
 from __future__ import annotations
@@ -261,3 +267,93 @@ def bleu(hypotheses: Sequence, references: Sequence, max_n: int = 4, split: str 
     log_precision = sum(math.log(m / t) for m, t in zip(matches, totals)) / max_n
     brevity = 1.0 if hyp_length > ref_length else math.exp(1 - ref_length / hyp_length)
     return brevity * math.exp(log_precision)
+
+
+# --- ranking: one held-out item per user ------------------------------------------------------------
+
+
+def _ranking_inputs(scores, targets, k) -> tuple[torch.Tensor, torch.Tensor, int]:
+    """Scores ``(N, I)`` float64 and targets ``(N,)`` int64 after checking shapes, ids and ``k``."""
+    scores, targets = _as_tensor("scores", scores), _as_tensor("targets", targets)
+    if scores.dim() != 2:
+        raise ValueError(f"scores must have shape (users, items), one score per item, got {_shape(scores.shape)}")
+    if targets.is_floating_point():
+        raise TypeError(f"targets must be item ids (an integer tensor), got {targets.dtype}")
+    if targets.shape != (scores.size(0),):
+        raise ValueError(f"targets of shape {_shape(targets.shape)} do not fit scores of shape {_shape(scores.shape)}: "
+                         f"expected one held-out item per user, shape ({scores.size(0)},)")
+    if targets.numel() == 0:
+        raise ValueError("no users: scores and targets are empty")
+    n_items = scores.size(1)
+    if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= n_items:
+        raise ValueError(f"k must be an int in [1, {n_items}] (the number of items), got {k!r}")
+    low, high = int(targets.min()), int(targets.max())
+    if low < 0 or high >= n_items:
+        raise ValueError(f"targets hold unknown item id {low if low < 0 else high}: the scores cover items "
+                         f"0..{n_items - 1}")
+    if not torch.isfinite(scores.double()).all():
+        raise ValueError("scores must be finite (no nan or inf)")
+    return scores.double(), targets.long().to(scores.device), k
+
+
+def _rank_span(scores: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """For each user, how many items score above the held-out one (``above``) and how many tie with
+    it, itself included (``tied``): it sits at a rank in ``above + 1 .. above + tied``."""
+    target_scores = scores.gather(1, targets[:, None])
+    return (scores > target_scores).sum(1), (scores == target_scores).sum(1)
+
+
+def _expected_over_ties(scores, targets, k, gain_at) -> torch.Tensor:
+    """``(N,)``: the mean of ``gain_at(rank)`` (0 beyond k) over the ranks the held-out item may take
+    when ties are broken at random."""
+    above, tied = _rank_span(scores, targets)
+    ranks = torch.arange(1, k + 1, dtype=torch.float64, device=scores.device)  # (k,)
+    inside = (ranks[None] > above[:, None]) & (ranks[None] <= (above + tied)[:, None])  # (N, k)
+    return (gain_at(ranks)[None] * inside).sum(1) / tied
+
+
+def recall_at_k(scores, targets, k: int = 10, reduce: bool = True):
+    """Recall@k (= hit rate with one held-out item): whether the held-out item is among the ``k``
+    items of highest score.
+
+    ``scores`` ``(N, I)``: a score for every item for each of ``N`` users; ``targets`` ``(N,)``: each
+    user's held-out item id. Ties are broken at random, in expectation: an item tied with others
+    across the k-th place counts for its chance of being inside. Returns the mean over users, or the
+    ``(N,)`` float64 values with ``reduce=False``.
+    """
+    scores, targets, k = _ranking_inputs(scores, targets, k)
+    values = _expected_over_ties(scores, targets, k, torch.ones_like)
+    return float(values.mean()) if reduce else values
+
+
+def ndcg_at_k(scores, targets, k: int = 10, reduce: bool = True):
+    """NDCG@k with one held-out item per user: ``1 / log2(rank + 1)`` when the item's rank (1 = the
+    highest score) is at most ``k``, else 0. The ideal ranking puts the item first, ``1 / log2(2) = 1``,
+    so no normalisation is left to do.
+
+    Shapes and ties as ``recall_at_k`` (a tie averages the discounts of the ranks it spans, as
+    scikit-learn's ``ndcg_score`` does, and equals it on one-hot relevance).
+    """
+    scores, targets, k = _ranking_inputs(scores, targets, k)
+    values = _expected_over_ties(scores, targets, k, lambda ranks: 1.0 / torch.log2(ranks + 1))
+    return float(values.mean()) if reduce else values
+
+
+def ranking_ceiling(probabilities, k: int = 10) -> tuple[float, float]:
+    """``(recall, ndcg)``: the best expected Recall@k and NDCG@k of any ranking, when each user's
+    held-out item is drawn from ``probabilities`` ``(N, I)`` (rows summing to 1).
+
+    Ranking by the true probabilities is best: it puts the largest ``p`` on the largest discount, so
+    expected Recall@k is the sum of the ``k`` largest probabilities and expected NDCG@k is
+    ``sum_r p_(r) / log2(r + 1)`` over the ranks ``r = 1..k``. Averaged over users.
+    """
+    p = _as_tensor("probabilities", probabilities).double()
+    if p.dim() != 2 or p.numel() == 0:
+        raise ValueError(f"probabilities must have shape (users, items), got {_shape(p.shape)}")
+    if (p < 0).any() or not torch.allclose(p.sum(1), torch.ones_like(p[:, 0]), atol=1e-6):
+        raise ValueError("probabilities must be non-negative with rows summing to 1")
+    if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= p.size(1):
+        raise ValueError(f"k must be an int in [1, {p.size(1)}] (the number of items), got {k!r}")
+    top = p.topk(k, dim=1).values
+    discounts = 1.0 / torch.log2(torch.arange(2, k + 2, dtype=torch.float64, device=p.device))
+    return float(top.sum(1).mean()), float((top * discounts).sum(1).mean())

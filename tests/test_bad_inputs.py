@@ -34,7 +34,9 @@ from torch import nn
 from fmcourse import checkpoints, exercises, finetune, metrics, objectives, pretrain, tokenizers, train
 from fmcourse import data as fdata
 from fmcourse import nn as fnn
+from fmcourse.data.recsys import ShopWorld, leave_last_out
 from fmcourse.models import GPT, GPTConfig
+from fmcourse.models.recommender import ItemBigram, MatrixFactorization, next_item_scores, popularity_scores
 
 
 @dataclass
@@ -279,6 +281,13 @@ def failed_command_keeps_the_previous_checkpoint(tmp):
     with pytest.raises(CommandFailed, match="temperature"):
         command("--text", str(text_file(tmp)), "--out", str(folder), "--temperature", "-1", *FAST)
     loads_as(folder, 0)
+
+
+def first_purchase_law(tmp):
+    world = ShopWorld.generate(n_users=3, length=4, seed=0)
+    first = world.next_item_probabilities(world.tastes, torch.tensor([-1, -1, -1]))
+    _check(torch.allclose(first, world.next_item_probabilities(world.tastes)))
+    _check(torch.allclose(first, world.tastes @ world.taste_matrix()))
 
 
 def accuracy_of_labels_in_numpy(tmp):
@@ -526,6 +535,32 @@ CASES: list[Case] = [
          after=lambda t: _check(t.joinpath(pretrain.STATE).read_bytes() == b"state")),
     Case("pretrain", "command: a failed run keeps the previous checkpoint in --out",
          failed_command_keeps_the_previous_checkpoint),
+    # recommendation: the shop world, ranking metrics, recommenders
+    Case("recommendation", "ndcg_at_k with k = 0",
+         lambda t: metrics.ndcg_at_k(torch.randn(3, 5), torch.tensor([0, 1, 2]), k=0), ValueError, r"k must be an int in \[1, 5\]"),
+    Case("recommendation", "recall_at_k with k larger than the catalogue",
+         lambda t: metrics.recall_at_k(torch.randn(3, 5), torch.tensor([0, 1, 2]), k=6), ValueError,
+         r"k must be an int in \[1, 5\]"),
+    Case("recommendation", "ndcg_at_k of an unknown item id",
+         lambda t: metrics.ndcg_at_k(torch.randn(3, 5), torch.tensor([0, 5, 2]), k=2), ValueError, "unknown item id 5"),
+    Case("recommendation", "ndcg_at_k with no users",
+         lambda t: metrics.ndcg_at_k(torch.zeros(0, 5), torch.zeros(0, dtype=torch.long), k=2), ValueError, "no users"),
+    Case("recommendation", "ranking_ceiling of rows not summing to 1",
+         lambda t: metrics.ranking_ceiling(torch.ones(2, 4), k=2), ValueError, "summing to 1"),
+    Case("recommendation", "matrix factorization of an unknown user",
+         lambda t: MatrixFactorization(4, 6)(torch.tensor([0, 4])), ValueError, "unknown user id 4.*fold_in"),
+    Case("recommendation", "popularity of an unknown item",
+         lambda t: popularity_scores(torch.tensor([[0, 1, 9]]), 6), ValueError, "unknown item id 9"),
+    Case("recommendation", "a bigram from empty histories",
+         lambda t: ItemBigram(torch.zeros(3, 0, dtype=torch.long), 6), ValueError, "empty"),
+    Case("recommendation", "float histories", lambda t: popularity_scores(torch.rand(2, 3), 6), TypeError,
+         "integer tensor of item ids"),
+    Case("recommendation", "leave_last_out of two purchases per user",
+         lambda t: leave_last_out(torch.zeros(5, 2, dtype=torch.long)), ValueError, "at least 3 purchases"),
+    Case("recommendation", "next-item scores from a GPT of another vocabulary",
+         lambda t: next_item_scores(tiny_gpt(vocab_size=12), torch.tensor([[1, 2]]), 20), ValueError,
+         "needs 21"),
+    Case("recommendation", "the first purchase's law (no previous item)", first_purchase_law),
     # exercises
     Case("exercises", "an endless loop in the student's function is stopped", endless_loop_is_stopped),
     Case("exercises", "an endless loop outside the main thread is abandoned", endless_loop_in_a_thread_is_abandoned),
@@ -549,7 +584,7 @@ def test_the_catalogue_is_large_and_covers_every_area():
     areas = {case.area for case in CASES}
     assert len(CASES) >= 60
     assert areas >= {"data", "tokenizers", "objectives", "metrics", "nn", "models", "train", "checkpoints",
-                     "finetune", "pretrain", "exercises"}
+                     "finetune", "pretrain", "exercises", "recommendation"}
     assert len({case.id for case in CASES}) == len(CASES), "each case has its own name"
 
 

@@ -9,7 +9,8 @@
 - ``augment``: random views of image batches (crop, rotation, blur, noise, erasing), in torch;
 - ``numbers``: English number words and their Chinese numerals (a parallel corpus with exact answers);
 - ``text_tasks``: prefixed text-to-text tasks (question answering over facts, translation, counting);
-- ``pairs``: ``PairVocab``, source/target text pairs as padded id batches for an encoder–decoder.
+- ``pairs``: ``PairVocab``, source/target text pairs as padded id batches for an encoder–decoder;
+- ``recsys``: ``ShopWorld``, users with known tastes buying items in sequence; ``leave_last_out``.
 """
 
 from fmcourse.data.augment import Augment, affine, erase, gaussian_blur
@@ -27,6 +28,7 @@ from fmcourse.data.files import atomic_path, sha256_file
 from fmcourse.data.markov import MarkovChain
 from fmcourse.data.numbers import NumberSplit, number_pairs, number_vocab, split_numbers, to_chinese, to_digits, to_english
 from fmcourse.data.pairs import PairVocab
+from fmcourse.data.recsys import LeaveLastOut, ShopWorld, leave_last_out
 from fmcourse.data.registry import REGISTRY, ChecksumError, Download, fetch
 from fmcourse.data.shapes import Scenes, caption, encode_captions, make_scenes
 from fmcourse.data.text_tasks import TextExample, text_task_split
@@ -38,5 +40,5 @@ __all__ = [
     "atomic_path", "sha256_file", "MarkovChain", "REGISTRY", "ChecksumError", "Download", "fetch",
     "Augment", "affine", "erase", "gaussian_blur", "Scenes", "caption", "encode_captions", "make_scenes",
     "NumberSplit", "number_pairs", "number_vocab", "split_numbers", "to_chinese", "to_digits", "to_english",
-    "PairVocab", "TextExample", "text_task_split",
+    "PairVocab", "TextExample", "text_task_split", "LeaveLastOut", "ShopWorld", "leave_last_out",
 ]

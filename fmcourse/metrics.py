@@ -12,6 +12,7 @@ Tensors, NumPy arrays and lists are accepted; the results agree with scikit-lear
 
     exact_match(["三百零五", "十"], ["三百零五", "一十"])   # 0.5: the share of outputs equal to their targets
     bleu(hypotheses, references, max_n=4)             # corpus BLEU in [0, 1] (sacreBLEU reports 100 x this)
+    character_error_rate(["sevn"], ["seven"])         # 0.2: edits over reference characters (WER: words)
 """
 
 from __future__ import annotations
@@ -261,3 +262,46 @@ def bleu(hypotheses: Sequence, references: Sequence, max_n: int = 4, split: str 
     log_precision = sum(math.log(m / t) for m, t in zip(matches, totals)) / max_n
     brevity = 1.0 if hyp_length > ref_length else math.exp(1 - ref_length / hyp_length)
     return brevity * math.exp(log_precision)
+
+
+def edit_distance(hypothesis: Sequence, reference: Sequence) -> int:
+    """The Levenshtein distance: the fewest substitutions, deletions and insertions that turn
+    ``hypothesis`` into ``reference`` (two strings, or two lists of tokens)."""
+    previous = list(range(len(reference) + 1))          # distances from an empty hypothesis prefix
+    for i, h in enumerate(hypothesis, start=1):
+        current = [i]
+        for j, r in enumerate(reference, start=1):
+            current.append(min(previous[j] + 1,                 # h is extra: delete it
+                               current[j - 1] + 1,              # r is missing: insert it
+                               previous[j - 1] + (h != r)))     # substitute (free when equal)
+        previous = current
+    return previous[-1]
+
+
+def _error_rate(hypotheses: Sequence, references: Sequence, units) -> float:
+    hypotheses, references = _sequences("hypotheses", hypotheses), _sequences("references", references)
+    if len(hypotheses) != len(references):
+        raise ValueError(f"{len(hypotheses)} hypotheses for {len(references)} references: give one reference per "
+                         f"hypothesis")
+    if not references:
+        raise ValueError("no examples: hypotheses and references are empty")
+    for name, texts in (("hypotheses", hypotheses), ("references", references)):
+        for text in texts:
+            if not isinstance(text, str):
+                raise TypeError(f"each of {name} must be a string, got {type(text).__name__}")
+    edits = sum(edit_distance(units(h), units(r)) for h, r in zip(hypotheses, references))
+    length = sum(len(units(r)) for r in references)
+    if length == 0:
+        raise ValueError("the references are all empty: an error rate divides by their length")
+    return edits / length
+
+
+def character_error_rate(hypotheses: Sequence[str], references: Sequence[str]) -> float:
+    """CER: the character edits from the hypotheses to their references over the references' total
+    number of characters (spaces count), summed over the corpus. Can exceed 1 (many insertions)."""
+    return _error_rate(hypotheses, references, lambda text: text)
+
+
+def word_error_rate(hypotheses: Sequence[str], references: Sequence[str]) -> float:
+    """WER: the word edits (words split on whitespace) over the references' number of words."""
+    return _error_rate(hypotheses, references, str.split)

@@ -135,15 +135,22 @@ class MelFeatures:
         """Log-mel features ``(..., frames, n_mels)``; pass ``sample_rate`` to have it checked."""
         return self.mel(waveform, sample_rate).clamp_min(self.floor).log()
 
-    def to_magnitude(self, log_mel: torch.Tensor) -> torch.Tensor:
-        """Log-mel ``(..., frames, n_mels)`` back to an STFT magnitude ``(..., n_freqs, frames)``: the
-        non-negative least-squares-like inverse ``max(0, pinv(fb) mel)`` (the fine detail inside each
-        band is lost)."""
+    def to_magnitude(self, log_mel: torch.Tensor, n_iter: int = 100) -> torch.Tensor:
+        """Log-mel ``(..., frames, n_mels)`` back to an STFT magnitude ``(..., n_freqs, frames)``.
+
+        Many magnitudes give the same mels (the detail inside each band is lost); this finds a
+        non-negative one whose mels are close: it starts from the pseudo-inverse, clipped at 0, and
+        runs ``n_iter`` multiplicative updates ``x <- x * (F y) / (F F^T x)`` (F the filterbank, y the
+        mels), which keep x >= 0 and never increase ``|F^T x - y|^2`` (Lee and Seung, 2001)."""
         if log_mel.size(-1) != self.n_mels:
             raise ValueError(f"log-mel frames must have {self.n_mels} mels, got shape {tuple(log_mel.shape)}")
-        inverse = torch.linalg.pinv(self.filterbank.T.double()).float().to(log_mel.device)  # (n_freqs, n_mels)
-        mel = log_mel.exp()
-        return (mel @ inverse.T).clamp_min(0).transpose(-1, -2)
+        fb = self.filterbank.to(log_mel.device)                                        # (n_freqs, n_mels)
+        mel = log_mel.exp()                                                            # (..., frames, n_mels)
+        x = (mel @ torch.linalg.pinv(fb.double()).float()).clamp_min(1e-6)            # (..., frames, n_freqs)
+        numerator = mel @ fb.T
+        for _ in range(n_iter):
+            x = x * numerator / ((x @ fb) @ fb.T).clamp_min(1e-12)
+        return x.transpose(-1, -2)
 
 
 def griffin_lim(magnitude: torch.Tensor, n_fft: int, hop: int, n_iter: int = 32, momentum: float = 0.99,

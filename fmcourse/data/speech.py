@@ -27,7 +27,6 @@ import math
 import random
 import threading
 from dataclasses import asdict, dataclass
-from functools import lru_cache
 
 import torch
 
@@ -39,7 +38,7 @@ NATIVE_RATE = 22_050     # eSpeak NG's output rate
 SAMPLE_RATE = 11_025     # the course's speech rate: half, enough for formants up to 5.5 kHz
 ALPHABET = " abcdefghijklmnopqrstuvwxyz'"   # the characters a transcript may hold
 INSTALL_HINT = 'pip install "fmcourse[speech]"'
-CACHE_VERSION = 1
+CACHE_VERSION = 2
 
 DIGITS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
 COMMANDS = ("go", "stop", "yes", "no", "turn left", "turn right", "move up", "move down", "start the timer",
@@ -107,9 +106,24 @@ class _Espeak:
         return torch.cat(chunks) if chunks else torch.zeros(0, dtype=torch.int16)
 
 
-@lru_cache(maxsize=1)
+_INSTANCE: _Espeak | None = None
+
+
 def _espeak() -> _Espeak:
-    return _Espeak()
+    """The library, loaded on first use (so that importing this module never needs it)."""
+    global _INSTANCE
+    if _INSTANCE is None:
+        _INSTANCE = _Espeak()
+    return _INSTANCE
+
+
+def available() -> bool:
+    """Whether eSpeak NG loads here."""
+    try:
+        _espeak()
+    except SpeechLibraryError:
+        return False
+    return True
 
 
 def check_text(text, alphabet: str = ALPHABET) -> str:
@@ -145,7 +159,12 @@ def resample(waveform: torch.Tensor, from_rate: float, to_rate: float) -> torch.
     if ratio < 1:
         waveform = lowpass(waveform.float(), ratio)
     n_out = max(1, round(waveform.numel() * ratio))
-    return torch.nn.functional.interpolate(waveform.float().view(1, 1, -1), size=n_out, mode="linear").view(-1)
+    t = torch.arange(n_out, dtype=torch.float64) / ratio            # each output sample's instant, in input samples
+    left = t.floor().long().clamp(max=waveform.numel() - 1)
+    right = (left + 1).clamp(max=waveform.numel() - 1)
+    w = (t - left).float().clamp(0, 1)
+    waveform = waveform.float()
+    return waveform[left] * (1 - w) + waveform[right] * w
 
 
 def synthesize(text: str, voice: str = "en-us", rate: int = 160, pitch: int = 50,

@@ -9,7 +9,9 @@
 - ``augment``: random views of image batches (crop, rotation, blur, noise, erasing), in torch;
 - ``numbers``: English number words and their Chinese numerals (a parallel corpus with exact answers);
 - ``text_tasks``: prefixed text-to-text tasks (question answering over facts, translation, counting);
-- ``pairs``: ``PairVocab``, source/target text pairs as padded id batches for an encoder–decoder.
+- ``pairs``: ``PairVocab``, source/target text pairs as padded id batches for an encoder–decoder;
+- ``speech``: spoken digits, commands and captions with exact transcripts, synthesized by eSpeak NG
+  (``fmcourse[speech]``), with held-out voices and phrases.
 """
 
 from fmcourse.data.augment import Augment, affine, erase, gaussian_blur
@@ -28,6 +30,7 @@ from fmcourse.data.markov import MarkovChain
 from fmcourse.data.numbers import NumberSplit, number_pairs, number_vocab, split_numbers, to_chinese, to_digits, to_english
 from fmcourse.data.pairs import PairVocab
 from fmcourse.data.registry import REGISTRY, ChecksumError, Download, fetch
+from fmcourse.data import speech
 from fmcourse.data.shapes import Scenes, caption, encode_captions, make_scenes
 from fmcourse.data.text_tasks import TextExample, text_task_split
 
@@ -38,5 +41,5 @@ __all__ = [
     "atomic_path", "sha256_file", "MarkovChain", "REGISTRY", "ChecksumError", "Download", "fetch",
     "Augment", "affine", "erase", "gaussian_blur", "Scenes", "caption", "encode_captions", "make_scenes",
     "NumberSplit", "number_pairs", "number_vocab", "split_numbers", "to_chinese", "to_digits", "to_english",
-    "PairVocab", "TextExample", "text_task_split",
+    "PairVocab", "TextExample", "text_task_split", "speech",
 ]

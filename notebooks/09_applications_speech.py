@@ -348,10 +348,15 @@ assert last < 0.5 * first, "the CTC loss falls during training"
 # deletions $D$, insertions $I$) from what it heard to what was said, over the length $N$ of what was
 # said, summed over the set: $\text{CER} = (S + D + I) / N$ in characters, WER the same in words.
 # As reference points: answering nothing gives CER 1, and answering the most common training phrase
-# every time (the best constant answer we have) gives the CER printed below.
+# every time (a constant answer) gives the CER printed below. The cell asserts a CER below 0.12.
+#
+# One more number comes from the shipped run's metadata: the same held-out clips *without*
+# augmentation. The recognizer only ever heard augmented audio in training, always with some noise;
+# on clean clips, with pauses of perfect digital silence it never met, it does worse. A reminder that
+# a model is tested on the world it was trained for, and that "more realistic" is not "cleaner".
 
 # %%
-ASR_CER_BOUND = 0.15                     # the bound this section asserts
+ASR_CER_BOUND = 0.12                     # the bound this section asserts
 asr, asr_info = load_speech_model("speech_recognizer.safetensors")
 asr = asr.to(device)
 started = time.perf_counter()
@@ -382,9 +387,12 @@ assert cer < 0.5 * constant, "far better than the best constant answer"
 # %% [markdown] slideshow={"slide_type": "subslide"}
 # **The alignment CTC found.** Below, a test clip's log-mel spectrogram and, over the same time
 # axis, the recognizer's probability of each character at each of its 30 ms frames (the blank left
-# out). CTC output is **peaky**: most frames say blank with near certainty, and each character is a
-# sharp spike somewhere inside its sound. Nothing told the model where the characters are; it found
-# a placement that makes the transcript likely.
+# out). Nothing told the model where the characters are; it found a placement that makes the
+# transcript likely, and it is confident about it (each frame's most likely symbol has most of the
+# probability). Frames are scarce here, one per 30 ms for about a dozen characters a second, so most
+# frames carry a character, a repeated symbol marks a long sound, and blanks fall where a letter is
+# doubled or silent. (With finer frames, CTC is known to be *peaky*: blank almost everywhere and each
+# character a single spike.)
 
 # %%
 index = next(i for i, u in enumerate(test_items) if u.text.split()[0] in speech.DIGITS and len(u.text.split()) == 3)
@@ -411,8 +419,11 @@ fig.tight_layout()
 plt.show()
 display(Audio(test.waveforms[index].numpy(), rate=RATE))
 blank_share = (best == 0).float().mean().item()
-print(f"{blank_share:.0%} of the frames are most likely blank; the path {best.tolist()[:30]} ...")
-assert blank_share > 0.4, "CTC's posteriors are peaky: blank on most frames"
+confidence = probs.max(-1).values.mean().item()
+print(f"{blank_share:.0%} of the frames are most likely blank; the most likely symbol has probability "
+      f"{confidence:.2f} on average; the path:"
+      f" {''.join('-' if i == 0 else speech.ALPHABET[i - 1] for i in best.tolist())!r}")
+assert confidence > 0.7, "the recognizer is confident about its alignment"
 assert decoding.ctc_greedy(log_probs.cpu())[0] == [speech.ALPHABET.index(c) + 1 for c in heard[index]], \
     "greedy decoding is the collapse of the most likely path"
 
@@ -519,11 +530,12 @@ assert 0.5 < len(tts_mel) / len(reference_mel) < 2, "it stops at about the right
 # the synthesized speech of held-out digit strings, and the CER says how much of the text came
 # through. Two references separate the two halves of the pipeline: the recognizer on eSpeak's own
 # clips of the same phrases (the teacher; same voice), and on Griffin-Lim applied to eSpeak's mel
-# spectrograms (a perfect text-to-mel network with our vocoder).
+# spectrograms (a perfect text-to-mel network with our vocoder). The cell asserts a CER below 0.10
+# for the synthesizer.
 
 # %%
-TTS_CER_BOUND = 0.25                     # the bound this section asserts
-texts = split.test["digits"][:40]
+TTS_CER_BOUND = 0.10                     # the bound this section asserts
+texts = split.test["digits"][::5][:40]   # 40 of the 222 held-out digit strings, spread over the (sorted) list
 torch.manual_seed(0)
 started = time.perf_counter()
 synthesized = [tts.to_waveform(tts.synthesize(t)[0]) for t in texts]
@@ -533,7 +545,9 @@ vocoded = [tts.to_waveform(features(w)) for w in teacher]
 results = {name: metrics.character_error_rate(asr.transcribe(waves), texts)
            for name, waves in (("eSpeak NG itself", teacher), ("eSpeak's mels + Griffin-Lim", vocoded),
                                ("the synthesizer + Griffin-Lim", synthesized))}
-print(f"{len(texts)} held-out digit strings synthesized and vocoded in {seconds:.1f} s")
+print(f"{len(texts)} held-out digit strings synthesized and vocoded in {seconds:.1f} s; the recognizer's CER:")
+for name, value in results.items():
+    print(f"  {name:31} {value:.3f}")
 fig, ax = plt.subplots(figsize=(7, 2.6))
 ax.barh(list(results), list(results.values()), color=["gray", "C1", "C0"])
 ax.axvline(1.0, color="k", ls="--", lw=1, label="answering nothing")

@@ -167,8 +167,8 @@ assert log_mel.shape == (features.frames(len(wave)), 40)
 # **eSpeak NG** is a *formant synthesizer*: for each phoneme it knows the frequencies of the first few
 # formants and how they move into the next; it excites those resonances with a pulse train at the
 # pitch (voiced sounds) or with noise (fricatives such as "s"), and takes durations and the pitch
-# contour from rules. It speaks in about a millisecond per word, with dozens of accents and voice
-# variants and controls for pitch and speaking rate. The `espeakng-loader` package ships it as a
+# contour from rules. It is fast (the cell below measures it, resampling included), with dozens of
+# accents and voice variants and controls for pitch and speaking rate. The `espeakng-loader` package ships it as a
 # library with its voice data (GPL-3.0: installed as a dependency, nothing of it copied into the
 # course); `fmcourse.data.speech` drives it through `ctypes` and brings its 22,050 Hz output down to
 # 11,025 Hz (a low-pass filter first, so that nothing above the new Nyquist frequency folds back).

@@ -8,8 +8,8 @@ eSpeak NG is a formant synthesizer: it builds each sound from a source (a pulse 
 sounds, noise for fricatives) filtered by resonances (the formants) that move from phoneme to
 phoneme, with durations and a pitch contour from rules. The PyPI package ``espeakng-loader`` ships it
 as a shared library with its voice data (GPL-3.0; the course uses it as an installed library and
-copies nothing of it); this module drives it through ``ctypes``. It speaks in about a millisecond per
-clip, with many accents and voice variants and controls for pitch and rate.
+copies nothing of it); this module drives it through ``ctypes``. It speaks in milliseconds per clip,
+with many accents and voice variants and controls for pitch and rate.
 
 The phrases: digit strings ("seven three one"), spoken commands ("turn left") and the captions of the
 shapes world ("a small red circle at the top left"). ``split_phrases`` holds out some phrases, and

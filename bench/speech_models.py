@@ -1,10 +1,11 @@
 """Train chapter 09's speech recognizer and synthesizer and ship them.
 
     python bench/speech_models.py            # both, about 15 minutes on a 2-core laptop CPU
-    python bench/speech_models.py --only asr # or tts
+    python bench/speech_models.py --only asr # or tts, or baseline (the recognizer without Transformer blocks)
 
 Writes fmcourse/shipped/speech_recognizer.safetensors and speech_synthesizer.safetensors (float16, the
-config and the measurements in their metadata) and bench/results/speech_models.json. Every clip is made
+config and the measurements in their metadata) and fmcourse/shipped/speech_models.json (the
+measurements and loss curves, which chapter 09 loads), which also holds the baseline: the same recognizer without its Transformer blocks, trained the same way. Every clip is made
 by eSpeak NG (fmcourse[speech]) from seeds, so the run needs no download; eSpeak's output may differ in
 its last bits between machines, so a rerun gives close, not identical, weights.
 """
@@ -25,7 +26,7 @@ from fmcourse.models.speech import (RecognizerConfig, SpeechRecognizer, SpeechSy
 from fmcourse.train import fit
 
 ROOT = Path(__file__).resolve().parent.parent
-RESULTS = ROOT / "bench" / "results" / "speech_models.json"
+RESULTS = ROOT / "fmcourse" / "shipped" / "speech_models.json"
 
 # the recognizer's data: training voices x training phrases (augmented); tests on held-out voices
 ASR_TRAIN, ASR_TEST = 4000, 400
@@ -63,12 +64,14 @@ def error_rates(model: SpeechRecognizer, clips: speech.SpeechClips) -> dict[str,
             "wer": metrics.word_error_rate(heard, clips.texts)}
 
 
-def train_asr(steps: int) -> dict:
+def train_asr(steps: int, n_layer: int = 3) -> dict:
+    """The recognizer; with ``n_layer=0``, the baseline without Transformer blocks (convolutions and a
+    linear layer over about 90 ms of log-mels per output frame), trained the same way and not shipped."""
     env.seed_everything(0)
     split = speech.split_phrases()
     train = speech.speech_clips(speech.utterances(ASR_TRAIN, speech.TRAIN_VOICES, split.train, seed=0),
                                 augmented=True, seed=1)
-    model = SpeechRecognizer(RecognizerConfig())
+    model = SpeechRecognizer(RecognizerConfig(n_layer=n_layer))
     features = [model.features(w) for w in train.waveforms]
     start = time.perf_counter()
     history = fit(model, bucketed(features, train.texts, 32, seed=0), ctc_loss, steps=steps, lr=2e-3,
@@ -79,7 +82,8 @@ def train_asr(steps: int) -> dict:
     info = {"steps": steps, "train_clips": ASR_TRAIN, "seconds": round(seconds, 1),
             "final_train_loss": history.train_loss[-1], "test": results,
             "parameters": sum(p.numel() for p in model.parameters())}
-    save_speech_model(model, ROOT / "fmcourse" / "shipped" / "speech_recognizer.safetensors", info)
+    if n_layer:
+        save_speech_model(model, ROOT / "fmcourse" / "shipped" / "speech_recognizer.safetensors", info)
     info["loss_curve"] = history.train_loss[::10]
     return info
 
@@ -125,12 +129,15 @@ def train_tts(steps: int) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--only", choices=("asr", "tts"))
+    parser.add_argument("--only", choices=("asr", "tts", "baseline"))
     parser.add_argument("--asr-steps", type=int, default=1500)
     parser.add_argument("--tts-steps", type=int, default=2000)
     args = parser.parse_args()
-    for name, train, steps in (("recognizer", train_asr, args.asr_steps), ("synthesizer", train_tts, args.tts_steps)):
-        if args.only not in (None, {"recognizer": "asr", "synthesizer": "tts"}[name]):
+    runs = (("recognizer", train_asr, args.asr_steps), ("synthesizer", train_tts, args.tts_steps),
+            ("recognizer_without_transformer", lambda steps: train_asr(steps, n_layer=0), args.asr_steps))
+    for name, train, steps in runs:
+        if args.only not in (None, {"recognizer": "asr", "synthesizer": "tts",
+                                    "recognizer_without_transformer": "baseline"}[name]):
             continue
         info = train(steps)
         print(json.dumps({k: v for k, v in info.items() if k != "loss_curve"}, indent=1), flush=True)

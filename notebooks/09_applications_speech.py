@@ -25,8 +25,8 @@
 # Speech is a sequence too, but not of tokens: a microphone gives some ten thousand numbers a second.
 # This chapter turns those numbers into frames a Transformer can read (the spectrogram), trains a
 # recognizer that writes what it hears without ever being told which frame belongs to which letter
-# (CTC), and a synthesizer that goes the other way, text to spectrogram to sound, learning by itself
-# where to look in the text (attention). All the speech is made on the spot by a formant synthesizer,
+# (CTC), and a synthesizer that goes the other way, text to spectrogram to sound, learning where to
+# look in the text as it speaks (attention). All the speech is made on the spot by a formant synthesizer,
 # so every clip comes with its exact transcript, the voices used for testing are never heard in
 # training, and nothing is downloaded.
 #
@@ -54,6 +54,7 @@ if any(importlib.util.find_spec(module) is None for module in ("fmcourse", "espe
     subprocess.check_call([sys.executable, "-m", "pip", "install", COURSE])
 
 from fmcourse import env
+import json
 import math
 import time
 
@@ -340,7 +341,7 @@ for heard, said in zip(small_heard, live.texts[:4]):
 assert last < 0.5 * first, "the CTC loss falls during training"
 
 # %% [markdown] slideshow={"slide_type": "subslide"}
-# A few seconds teach the model little more than where speech is. The shipped recognizer is the same
+# A few seconds already give a model that spells digit words roughly. The shipped recognizer is the same
 # architecture, larger (3 blocks of width 96), trained by `python bench/speech_models.py` for 1,500
 # steps on 4,000 augmented clips by the 50 training voices (digits, commands and captions). We measure
 # it on the test set: **held-out voices saying held-out phrases**, augmented. The measures are the
@@ -349,6 +350,13 @@ assert last < 0.5 * first, "the CTC loss falls during training"
 # said, summed over the set: $\text{CER} = (S + D + I) / N$ in characters, WER the same in words.
 # As reference points: answering nothing gives CER 1, and answering the most common training phrase
 # every time (a constant answer) gives the CER printed below. The cell asserts a CER below 0.12.
+#
+# What do the Transformer blocks add? The same command trains the recognizer without them
+# (convolutions, then a linear layer over about 90 ms of log-mels per output frame: the strongest
+# simple model we have here) on the same data, for the same steps, with the same learning rate
+# (neither model was tuned). The plot shows both on the command's three test sets. The baseline is
+# also six times smaller, so this measures what the blocks add to this recipe, not that attention
+# beats every convolutional model of its size.
 #
 # One more number comes from the shipped run's metadata: the same held-out clips *without*
 # augmentation. The recognizer only ever heard augmented audio in training, always with some noise;
@@ -376,13 +384,35 @@ for u, h in zip(test_items, heard):
     by_kind[kind][1].append(u.text)
 for kind, (h, r) in sorted(by_kind.items()):
     print(f"  {kind:9} {len(r):3} clips: CER {metrics.character_error_rate(h, r):.3f}, WER {metrics.word_error_rate(h, r):.3f}")
+digit_clips = [i for i, u in enumerate(test_items) if u.text.split()[0] in speech.DIGITS]
+small_cer = metrics.character_error_rate(small.transcribe([test.waveforms[i] for i in digit_clips]),
+                                         [test.texts[i] for i in digit_clips])
+print(f"  (the small model trained live above, on the digit clips: CER {small_cer:.3f})")
 print("the shipped run's own measurements:", {k: {m: round(v, 3) for m, v in d.items()} for k, d in asr_info["test"].items()})
+
+# the same recipe (data, steps, learning rate) without the Transformer blocks, from the same command
+runs = json.loads(shipped.path("speech_models.json").read_text(encoding="utf-8"))
+fig, ax = plt.subplots(figsize=(8, 2.8))
+sets = list(runs["recognizer"]["test"])
+for offset, (name, label) in enumerate((("recognizer", "convolutions + 3 Transformer blocks"),
+                                        ("recognizer_without_transformer", "convolutions + linear (no Transformer)"))):
+    values = [runs[name]["test"][k]["cer"] for k in sets]
+    ax.barh([i + 0.4 * offset for i in range(len(sets))], values, height=0.4, label=f"{label}, "
+            f"{runs[name]['parameters']:,} parameters")
+ax.axvline(constant, color="k", ls="--", lw=1, label="a constant answer (this test set)")
+ax.set_yticks([i + 0.2 for i in range(len(sets))], sets, fontsize=8)
+ax.set(xlabel="CER (bench/speech_models.py)", xlim=(0, 1))
+ax.legend(fontsize=7, loc="lower right")
+plt.show()
+without = runs["recognizer_without_transformer"]["test"]["held-out voices and phrases, augmented"]["cer"]
+with_blocks = runs["recognizer"]["test"]["held-out voices and phrases, augmented"]["cer"]
 wrong = [(h, r) for h, r in zip(heard, test.texts) if h != r]
 print(f"{len(wrong)} of {len(test)} transcripts are not exact; some of them:")
 for h, r in wrong[:5]:
     print(f"  said {r!r:42} heard {h!r}")
 assert cer < ASR_CER_BOUND, f"the recognizer reads held-out voices with CER below {ASR_CER_BOUND}"
-assert cer < 0.5 * constant, "far better than the best constant answer"
+assert cer < 0.5 * constant, "far better than a constant answer"
+assert with_blocks < 0.5 * without, "in this recipe the Transformer blocks more than halve the CER"
 
 # %% [markdown] slideshow={"slide_type": "subslide"}
 # **The alignment CTC found.** Below, a test clip's log-mel spectrogram and, over the same time
@@ -571,7 +601,8 @@ assert results["the synthesizer + Griffin-Lim"] < TTS_CER_BOUND, f"the recognize
 #   measured here holds for this world.
 # - CTC trains a recognizer without alignments: a blank symbol and a collapse rule turn every frame
 #   labelling into a transcript, and `F.ctc_loss` sums over all of them. The shipped recognizer's
-#   CER on voices and phrases it never heard is printed in section 3; its alignment is peaky.
+#   CER on voices and phrases it never heard is printed in section 3, against a constant answer and
+#   the same recipe without Transformer blocks; its alignment is confident and runs with the sound.
 # - A Tacotron-style synthesizer writes mel frames step by step, attending to the character being
 #   spoken; guided attention and a pre-net with dropout make it learn to read left to right. Griffin-Lim
 #   recovers a waveform from magnitudes alone, and the recognizer, listening, measures how much of the

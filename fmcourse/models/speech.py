@@ -27,7 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from fmcourse.audio import MelFeatures
+from fmcourse.audio import MelFeatures, griffin_lim
 from fmcourse.data.speech import ALPHABET, SAMPLE_RATE, check_text
 from fmcourse.decoding import ctc_greedy
 from fmcourse.nn import Block, sinusoidal_positions
@@ -62,8 +62,8 @@ def _lengths_mask(lengths: torch.Tensor, T: int) -> torch.Tensor:
 # --- batches ----------------------------------------------------------------------------------------------
 
 def pad_features(features: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
-    """A list of ``(T_i, n_mels)`` -> padded ``(B, max T_i, n_mels)`` (padded with the first frame's
-    floor value) and lengths ``(B,)``."""
+    """A list of ``(T_i, n_mels)`` -> padded ``(B, max T_i, n_mels)`` (padded with the smallest value,
+    silence) and lengths ``(B,)``."""
     lengths = torch.tensor([len(f) for f in features])
     padded = torch.full((len(features), int(lengths.max()), features[0].size(-1)), float(min(f.min() for f in features)))
     for i, f in enumerate(features):
@@ -309,8 +309,6 @@ class SpeechSynthesizer(nn.Module):
 
     def to_waveform(self, log_mel: torch.Tensor, n_iter: int = 32) -> torch.Tensor:
         """A waveform for log-mel ``(frames, n_mels)``: mel -> STFT magnitude -> Griffin-Lim."""
-        from fmcourse.audio import griffin_lim
-
         f = self.features
         return griffin_lim(f.to_magnitude(log_mel), f.n_fft, f.hop, n_iter=n_iter)
 

@@ -1,6 +1,6 @@
 """Train chapter 09's speech recognizer and synthesizer and ship them.
 
-    python bench/speech_models.py            # both, about 15 minutes on a 2-core laptop CPU
+    python bench/speech_models.py            # all three runs; about 40 minutes on a busy 2-core CPU
     python bench/speech_models.py --only asr # or tts, or baseline (the recognizer without Transformer blocks)
 
 Writes fmcourse/shipped/speech_recognizer.safetensors and speech_synthesizer.safetensors (float16, the

@@ -4,6 +4,7 @@
     ids = sample(gpt, prompt_ids, max_new_tokens=50, temperature=0.8, top_p=0.9)       # KV cache on
     best = beam_search(lm_log_probs(gpt), start_ids=prompt_ids, beam_size=4, max_new_tokens=12)
     words = translate(encoder_decoder, source_ids, beam_size=4, bos_id=bos, eos_id=eos)
+    labels = ctc_greedy(log_probs, lengths, blank=0)   # a speech recognizer's frames -> label ids
 
 The rules that shape a next-token distribution ``p = softmax(z)`` over the vocabulary:
 
@@ -29,7 +30,7 @@ from typing import Callable, Sequence
 import torch
 
 __all__ = ["filter_top_k", "filter_top_p", "next_token_distribution", "sample", "greedy_search", "beam_search",
-           "lm_log_probs", "decoder_log_probs", "translate"]
+           "lm_log_probs", "decoder_log_probs", "translate", "ctc_collapse", "ctc_greedy"]
 
 
 def _check_logits(logits: torch.Tensor) -> None:
@@ -347,3 +348,34 @@ def translate(model, source_ids, beam_size: int = 1, max_new_tokens: int | None 
     finally:
         model.train(was_training)
     return results[0] if one else results
+
+
+def ctc_collapse(frame_labels: Sequence[int], blank: int = 0) -> list[int]:
+    """CTC's many-to-one map from a label per frame to an output: merge runs of the same label, then
+    drop the blanks. ``[a, a, -, a, b, b] -> [a, a, b]``: a blank between two equal labels keeps both."""
+    out, previous = [], None
+    for label in frame_labels:
+        if label != previous and label != blank:
+            out.append(label)
+        previous = label
+    return out
+
+
+def ctc_greedy(log_probs: torch.Tensor, lengths: torch.Tensor | Sequence[int] | None = None,
+               blank: int = 0) -> list[list[int]]:
+    """Greedy (best-path) CTC decoding: the most likely label of each frame, collapsed.
+
+    log_probs: ``(B, T, C)`` scores per frame (C labels, ``blank`` among them); lengths: optional
+    ``(B,)`` number of real frames of each example (default: all ``T``). Returns B lists of label ids.
+    """
+    if not isinstance(log_probs, torch.Tensor) or log_probs.dim() != 3:
+        raise ValueError("log_probs must be a (batch, frames, labels) tensor, got "
+                         f"{tuple(log_probs.shape) if isinstance(log_probs, torch.Tensor) else type(log_probs).__name__}")
+    B, T, C = log_probs.shape
+    if not 0 <= blank < C:
+        raise ValueError(f"blank must be a label id in [0, {C}), got {blank}")
+    lengths = [T] * B if lengths is None else [int(n) for n in lengths]
+    if len(lengths) != B or any(not 0 <= n <= T for n in lengths):
+        raise ValueError(f"lengths must give {B} frame counts in [0, {T}], got {lengths}")
+    best = log_probs.argmax(dim=-1).tolist()                                    # (B, T)
+    return [ctc_collapse(row[:n], blank) for row, n in zip(best, lengths)]

@@ -18,6 +18,7 @@ For recommendation, one held-out item per user, ranked among all items by a mode
     recall_at_k(scores, targets, k=10)       # scores (N, I), targets (N,): the share of held-out items in the top k
     ndcg_at_k(scores, targets, k=10)         # 1 / log2(rank + 1) inside the top k (equals scikit-learn's ndcg_score)
     ranking_ceiling(probabilities, k=10)     # (recall, ndcg) of the best ranking when targets follow probabilities
+    character_error_rate(["sevn"], ["seven"])         # 0.2: edits over reference characters (WER: words)
 """
 
 from __future__ import annotations
@@ -357,3 +358,44 @@ def ranking_ceiling(probabilities, k: int = 10) -> tuple[float, float]:
     top = p.topk(k, dim=1).values
     discounts = 1.0 / torch.log2(torch.arange(2, k + 2, dtype=torch.float64, device=p.device))
     return float(top.sum(1).mean()), float((top * discounts).sum(1).mean())
+def edit_distance(hypothesis: Sequence, reference: Sequence) -> int:
+    """The Levenshtein distance: the fewest substitutions, deletions and insertions that turn
+    ``hypothesis`` into ``reference`` (two strings, or two lists of tokens)."""
+    previous = list(range(len(reference) + 1))          # distances from an empty hypothesis prefix
+    for i, h in enumerate(hypothesis, start=1):
+        current = [i]
+        for j, r in enumerate(reference, start=1):
+            current.append(min(previous[j] + 1,                 # h is extra: delete it
+                               current[j - 1] + 1,              # r is missing: insert it
+                               previous[j - 1] + (h != r)))     # substitute (free when equal)
+        previous = current
+    return previous[-1]
+
+
+def _error_rate(hypotheses: Sequence, references: Sequence, units) -> float:
+    hypotheses, references = _sequences("hypotheses", hypotheses), _sequences("references", references)
+    if len(hypotheses) != len(references):
+        raise ValueError(f"{len(hypotheses)} hypotheses for {len(references)} references: give one reference per "
+                         f"hypothesis")
+    if not references:
+        raise ValueError("no examples: hypotheses and references are empty")
+    for name, texts in (("hypotheses", hypotheses), ("references", references)):
+        for text in texts:
+            if not isinstance(text, str):
+                raise TypeError(f"each of {name} must be a string, got {type(text).__name__}")
+    edits = sum(edit_distance(units(h), units(r)) for h, r in zip(hypotheses, references))
+    length = sum(len(units(r)) for r in references)
+    if length == 0:
+        raise ValueError("the references are all empty: an error rate divides by their length")
+    return edits / length
+
+
+def character_error_rate(hypotheses: Sequence[str], references: Sequence[str]) -> float:
+    """CER: the character edits from the hypotheses to their references over the references' total
+    number of characters (spaces count), summed over the corpus. Can exceed 1 (many insertions)."""
+    return _error_rate(hypotheses, references, lambda text: text)
+
+
+def word_error_rate(hypotheses: Sequence[str], references: Sequence[str]) -> float:
+    """WER: the word edits (words split on whitespace) over the references' number of words."""
+    return _error_rate(hypotheses, references, str.split)

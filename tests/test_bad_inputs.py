@@ -31,12 +31,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from fmcourse import checkpoints, exercises, finetune, metrics, objectives, pretrain, tokenizers, train
+from fmcourse import audio, checkpoints, decoding, exercises, finetune, metrics, objectives, pretrain, tokenizers, train
 from fmcourse import data as fdata
 from fmcourse import nn as fnn
 from fmcourse.data.recsys import ShopWorld, leave_last_out
-from fmcourse.models import GPT, GPTConfig
 from fmcourse.models.recommender import ItemBigram, MatrixFactorization, next_item_scores, popularity_scores
+from fmcourse.data import speech
+from fmcourse.models import GPT, GPTConfig, RecognizerConfig, SpeechRecognizer, SpeechSynthesizer, SynthesizerConfig
 
 
 @dataclass
@@ -296,6 +297,27 @@ def accuracy_of_labels_in_numpy(tmp):
 
 def fit_steps_as_numpy_int(tmp):
     assert len(fit_quietly(steps=np.int64(3)).steps) == 3
+
+
+def tiny_recognizer() -> SpeechRecognizer:
+    torch.manual_seed(0)
+    return SpeechRecognizer(RecognizerConfig(d_model=16, n_head=2, n_layer=1))
+
+
+def speech_library_missing(tmp):
+    """eSpeak NG's package not importable: the error names the extra to install."""
+    import sys
+
+    saved_instance, saved_module = speech._INSTANCE, sys.modules.get("espeakng_loader")
+    speech._INSTANCE, sys.modules["espeakng_loader"] = None, None
+    try:
+        speech.synthesize("go")
+    finally:
+        speech._INSTANCE = saved_instance
+        if saved_module is None:
+            sys.modules.pop("espeakng_loader", None)
+        else:
+            sys.modules["espeakng_loader"] = saved_module
 
 
 # --- the catalogue -----------------------------------------------------------------------------------
@@ -561,6 +583,31 @@ CASES: list[Case] = [
          lambda t: next_item_scores(tiny_gpt(vocab_size=12), torch.tensor([[1, 2]]), 20), ValueError,
          "needs 21"),
     Case("recommendation", "the first purchase's law (no previous item)", first_purchase_law),
+    # speech
+    Case("speech", "log-mel features of a (batch, channel, samples) waveform",
+         lambda t: audio.MelFeatures()(torch.zeros(2, 2, 4000)), ValueError, r"\(samples,\) or \(batch, samples\)"),
+    Case("speech", "log-mel features of an empty waveform", lambda t: audio.MelFeatures()(torch.zeros(0)),
+         ValueError, "empty"),
+    Case("speech", "log-mel features of int16 samples",
+         lambda t: audio.MelFeatures()(torch.zeros(4000, dtype=torch.int16)), TypeError, "32768"),
+    Case("speech", "16 kHz audio for features built for 11,025 Hz",
+         lambda t: audio.MelFeatures()(torch.zeros(4000), sample_rate=16_000), ValueError, "built for 11025 Hz"),
+    Case("speech", "a recognizer given 16 kHz audio",
+         lambda t: tiny_recognizer().transcribe([torch.zeros(4000)], sample_rate=16_000), ValueError,
+         "built for 11025 Hz"),
+    Case("speech", "a recognizer given features with the wrong number of mels",
+         lambda t: tiny_recognizer()(torch.zeros(1, 20, 64)), ValueError, "n_mels=40"),
+    Case("speech", "a synthesizer given a character it has no symbol for",
+         lambda t: SpeechSynthesizer(SynthesizerConfig(d_model=16, n_head=2, prenet=16)).synthesize("turn left!"),
+         ValueError, "outside the alphabet"),
+    Case("speech", "synthesize digits written as numerals", lambda t: speech.synthesize("go 2"), ValueError,
+         "numbers as words"),
+    Case("speech", "the speech library missing", speech_library_missing, speech.SpeechLibraryError,
+         r'pip install "fmcourse\[speech\]"'),
+    Case("speech", "error rates of references that are all empty",
+         lambda t: metrics.character_error_rate(["a"], [""]), ValueError, "empty"),
+    Case("speech", "CTC greedy decoding of a (frames, labels) matrix",
+         lambda t: decoding.ctc_greedy(torch.zeros(10, 5)), ValueError, r"\(batch, frames, labels\)"),
     # exercises
     Case("exercises", "an endless loop in the student's function is stopped", endless_loop_is_stopped),
     Case("exercises", "an endless loop outside the main thread is abandoned", endless_loop_in_a_thread_is_abandoned),

@@ -11,6 +11,8 @@
 - ``text_tasks``: prefixed text-to-text tasks (question answering over facts, translation, counting);
 - ``pairs``: ``PairVocab``, source/target text pairs as padded id batches for an encoder–decoder;
 - ``recsys``: ``ShopWorld``, users with known tastes buying items in sequence; ``leave_last_out``.
+- ``speech``: spoken digits, commands and captions with exact transcripts, synthesized by eSpeak NG
+  (``fmcourse[speech]``), with held-out voices and phrases.
 """
 
 from fmcourse.data.augment import Augment, affine, erase, gaussian_blur
@@ -30,6 +32,7 @@ from fmcourse.data.numbers import NumberSplit, number_pairs, number_vocab, split
 from fmcourse.data.pairs import PairVocab
 from fmcourse.data.recsys import LeaveLastOut, ShopWorld, leave_last_out
 from fmcourse.data.registry import REGISTRY, ChecksumError, Download, fetch
+from fmcourse.data import speech
 from fmcourse.data.shapes import Scenes, caption, encode_captions, make_scenes
 from fmcourse.data.text_tasks import TextExample, text_task_split
 
@@ -40,5 +43,5 @@ __all__ = [
     "atomic_path", "sha256_file", "MarkovChain", "REGISTRY", "ChecksumError", "Download", "fetch",
     "Augment", "affine", "erase", "gaussian_blur", "Scenes", "caption", "encode_captions", "make_scenes",
     "NumberSplit", "number_pairs", "number_vocab", "split_numbers", "to_chinese", "to_digits", "to_english",
-    "PairVocab", "TextExample", "text_task_split", "LeaveLastOut", "ShopWorld", "leave_last_out",
+    "PairVocab", "TextExample", "text_task_split", "LeaveLastOut", "ShopWorld", "leave_last_out", "speech",
 ]

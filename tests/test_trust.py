@@ -327,3 +327,13 @@ def test_dp_sgd_without_noise_learns_and_with_noise_stays_seeded():
     a = privacy.dp_sgd(small_classifier(c=2), x, y, clip_norm=1.0, noise_multiplier=1.0, sample_rate=0.1, steps=5, lr=0.5)
     b = privacy.dp_sgd(small_classifier(c=2), x, y, clip_norm=1.0, noise_multiplier=1.0, sample_rate=0.1, steps=5, lr=0.5)
     assert all(torch.equal(p, q) for p, q in zip(a.parameters(), b.parameters()))
+
+
+def test_reversal_batches_hold_the_reversed_digits():
+    from fmcourse.data import reversal_batch
+
+    inputs, targets = reversal_batch(5, n_digits=4, generator=torch.Generator().manual_seed(0))
+    assert inputs.shape == targets.shape == (5, 8)
+    assert (inputs[:, 4] == 10).all() and (targets[:, :4] == -100).all()
+    assert torch.equal(targets[:, 4:], inputs[:, :4].flip(1))
+    assert torch.equal(inputs[:, 5:], targets[:, 4:7])

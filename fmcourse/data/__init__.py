@@ -10,6 +10,7 @@
 - ``numbers``: English number words and their Chinese numerals (a parallel corpus with exact answers);
 - ``text_tasks``: prefixed text-to-text tasks (question answering over facts, translation, counting);
 - ``pairs``: ``PairVocab``, source/target text pairs as padded id batches for an encoder–decoder;
+- ``reversal``: chapter 03's digit-reversal task, a behaviour with a known mechanism;
 - ``shortcut``: a world with a planted spurious correlation (colour predicts the class in training only).
 """
 
@@ -29,6 +30,7 @@ from fmcourse.data.markov import MarkovChain
 from fmcourse.data.numbers import NumberSplit, number_pairs, number_vocab, split_numbers, to_chinese, to_digits, to_english
 from fmcourse.data.pairs import PairVocab
 from fmcourse.data.registry import REGISTRY, ChecksumError, Download, fetch
+from fmcourse.data.reversal import reversal_batch
 from fmcourse.data.shortcut import GROUP_NAMES, ShortcutWorld, best_shape_only_accuracy, shortcut_world
 from fmcourse.data.shapes import Scenes, caption, encode_captions, make_scenes
 from fmcourse.data.text_tasks import TextExample, text_task_split
@@ -41,5 +43,5 @@ __all__ = [
     "Augment", "affine", "erase", "gaussian_blur", "Scenes", "caption", "encode_captions", "make_scenes",
     "NumberSplit", "number_pairs", "number_vocab", "split_numbers", "to_chinese", "to_digits", "to_english",
     "PairVocab", "TextExample", "text_task_split",
-    "GROUP_NAMES", "ShortcutWorld", "best_shape_only_accuracy", "shortcut_world",
+    "reversal_batch", "GROUP_NAMES", "ShortcutWorld", "best_shape_only_accuracy", "shortcut_world",
 ]

@@ -205,7 +205,7 @@ budget_experiment = Exercise(
     hint=f"call privacy.epsilon({BUDGET['sample_rate']}, {BUDGET['noise_multiplier']}, {2 * BUDGET['steps']}, "
          f"{BUDGET['delta']})",
     solution=lambda: (_truth(), budget_epsilon(2 * BUDGET["steps"])),
-    mistake=lambda: (_truth(), budget_epsilon(BUDGET["steps"])),
+    mistake=lambda: (CHOICES[1] if _truth() != CHOICES[1] else CHOICES[0], budget_epsilon(BUDGET["steps"])),
     mistake_message="double the steps",
     kind="experiment",
     parts=2,

@@ -67,7 +67,7 @@ from torch import nn
 from fmcourse import fairness, interpret, privacy
 from fmcourse.data import (GROUP_NAMES, best_shape_only_accuracy, causal_lm_batches, clean_text, load_digits_split,
                            pydoc_text, reversal_batch, shortcut_world, train_val_split)
-from fmcourse.data.reversal import SEPARATOR, VOCAB
+from fmcourse.data.reversal import VOCAB
 from fmcourse.finetune import tuned_linear_probe
 from fmcourse.metrics import accuracy
 from fmcourse.models import GPT, GPTConfig
@@ -172,13 +172,18 @@ print(f"one head ablated: accuracy between {single.min():.1%} and {single.max():
       f"{without_copying:.1%}; {len(others[:len(copying)])} other heads together: {without_others:.1%}")
 assert without_copying < 0.3 < 0.9 < without_others, "the behaviour needs the copying heads, not the others"
 
-# %% [markdown]
-# The maps pointed at the right heads, and the ablation confirms that the behaviour needs them:
-# without them the accuracy falls to near chance, while switching off as many other heads costs
-# almost nothing. The single-head bars say something the maps did not: when the copying heads
-# overlap, one of them alone can often be removed at little cost, because the others do the same job.
-# A head's importance measured alone understates what a *set* of heads does; ablation studies test
-# groups for this reason.
+# %%
+weakest = divmod(int(single.flatten().argmin()), n_head)
+display(Markdown(
+    f"The maps pointed at the right heads, and the ablation confirms that the behaviour needs them: without "
+    f"the {len(copying)} copying heads the accuracy falls to {without_copying:.0%} (chance is 10%), while "
+    f"switching off as many other heads leaves {without_others:.0%}. The single-head bars add what the maps "
+    f"could not: the most harmful single ablation, layer {weakest[0]} head {weakest[1]}, still leaves "
+    f"{single.min():.0%}"
+    + (", so each copying head can be removed alone at little cost because the others do the same job. A "
+       "head's importance measured alone understates what a *set* of heads does; ablation studies test groups "
+       "for this reason." if single.min() > 0.9 else
+       ": that head does part of the job no other head covers.")))
 
 # %% [markdown] slideshow={"slide_type": "slide"}
 # ## 2. What a pretrained GPT represents, layer by layer
@@ -259,12 +264,13 @@ assert max(nxt[1:]) > nxt[0] > majority["next character class"]
 # %%
 quote = probe_accuracy["inside a quotation"]
 display(Markdown(
-    f"Position in the word is barely readable from the embeddings ({word[0]:.0%}) and well readable after "
-    f"the first block ({word[1]:.0%}): attention gathered the preceding characters. The class of the next "
+    f"Position in the word is readable from the embeddings only in part ({word[0]:.0%}: they know whether the "
+    f"current character is a letter, not how many letters came before) and well after the first block "
+    f"({word[1]:.0%}): attention gathered the preceding characters. The class of the next "
     f"character is partly predictable from the current one ({nxt[0]:.0%}) and more so deeper "
     f"({max(nxt[1:]):.0%}). Whether the text is inside a quotation is readable at "
     f"{max(quote):.0%} at best against {majority['inside a quotation']:.0%} for always answering the majority: "
-    + ("the model does not represent it in a linearly readable form (or does not track it at all). "
+    + ("barely above it, so little of it is linearly readable (the model may not track it at all). "
        if max(quote) < majority["inside a quotation"] + 0.03 else "the model represents it. ")
     + "A probe shows what is *readable*, not what the model *uses*: section 1's ablation is the kind of test "
       "that shows use. Probes are a tool for explaining a pretrained model; they do not make it more "
@@ -413,14 +419,19 @@ erm_average, erm_groups = results["erm"]
 assert erm_groups.min() < erm_average - 0.2, "ERM takes the shortcut: its worst group is far below its average"
 assert min(results["reweight"][1].min(), results["group_dro"][1].min()) > erm_groups.min() + 0.2
 
-# %% [markdown]
-# ERM learns "colour means class": it is nearly perfect on the two common groups and worse than a coin
-# on the rare ones, and its average hides that. Both mitigations bring every group close to the best
-# accuracy the shape allows, and raise the average on the shifted test set too. They needed the group
-# labels in training and validation; without them (the usual case) the groups must first be found,
-# which is harder. With a flexible model the picture changes again: an over-parameterised network can
-# fit the rare groups of the training set exactly, and then reweighting helps only with strong
-# regularisation (Sagawa et al., 2020).
+# %%
+mitigated = max(("reweight", "group_dro"), key=lambda m: results[m][1].min())
+display(Markdown(
+    f"ERM learns that colour means class: its accuracy on the two common groups is {erm_groups[[0, 3]].min():.0%} "
+    f"or more, on the rare ones {erm_groups[1]:.0%} and {erm_groups[2]:.0%}, and its average, {erm_average:.0%}, "
+    f"hides that. The better mitigation here, {mitigated}, raises the worst group to "
+    f"{results[mitigated][1].min():.0%} (reweighting {results['reweight'][1].min():.0%}, group DRO "
+    f"{results['group_dro'][1].min():.0%}) against {best_shape_only_accuracy():.0%} for the best classifier that "
+    f"reads the shape alone, and the average on the shifted test set to {results[mitigated][0]:.0%}. Both needed "
+    "the group labels in training and validation; without them (the usual case) the groups must first be found, "
+    "which is harder. With a flexible model the picture changes again: an over-parameterised network can fit the "
+    "rare groups of the training set exactly, and then reweighting helps only with strong regularisation "
+    "(Sagawa et al., 2020)."))
 
 # %% [markdown] slideshow={"slide_type": "slide"}
 # ## 5. Associations in a real sentence encoder
@@ -482,6 +493,7 @@ display(Markdown(
     "coarse, and it treats words, not people, as the random units; a sentence encoder embeds a lone word "
     "out of the context it was trained for; and an association in the embedding is not a measured harm in "
     "any task that uses it. It can show that an association exists; it cannot show that there is none."))
+assert abs(career.effect_size - swapped.effect_size) > 0.3, "the answer depends on which lists are targets"
 
 # %% [markdown] slideshow={"slide_type": "slide"}
 # ## 6. Memorisation: canaries and their exposure
@@ -530,10 +542,18 @@ print("mean exposure by repeats:", dict(zip(REPEATS, [round(m, 2) for m in means
 assert means[0] < 4 and means[-1] > 10, "unseen secrets are not exposed, secrets seen 16 times are"
 assert means[-1] > means[1] and means[-2] > means[0]
 
-# %% [markdown]
-# A secret seen a handful of times in 20,000 characters can already be extracted by ranking: the
-# model need not reproduce its training text word for word to leak it. Larger models memorise more
-# (Carlini et al., 2023), so the seed's privacy challenge grows with the foundation model.
+# %%
+extracted = [r for r, values in by_repeats.items() if r > 0 and min(values) > 0.9 * math.log2(10 ** 4)]
+display(Markdown(
+    f"Never-planted secrets have a mean exposure of {means[0]:.1f} bits (a random rank gives "
+    f"{1 / math.log(2):.1f} on average); secrets "
+    f"planted once {means[1]:.1f}, four times {means[2]:.1f} and sixteen times {means[3]:.1f} bits, out of "
+    f"{math.log2(10 ** 4):.1f}. "
+    + (f"Every secret planted {min(extracted)} times or more ranks (nearly) first among the 10,000 candidates: "
+       "it can be extracted by ranking, though the model was never asked to reproduce its training text. "
+       if extracted else "")
+    + "Larger models memorise more (Carlini et al., 2023), so the seed's privacy challenge grows with the "
+      "foundation model."))
 
 # %% [markdown] slideshow={"slide_type": "slide"}
 # ## 7. Membership inference as training goes on
@@ -634,33 +654,39 @@ assert dp_auc[-1].mean() < dp_auc[0].mean()
 assert dp_accuracy[-1].mean() < dp_accuracy[0].mean(), "privacy costs accuracy"
 
 # %%
+early = CHECKPOINTS.index(10)
 display(Markdown(
     f"With the most noise (ε = {epsilons[-1]:.1f}) the attack's AUC falls from {dp_auc[0].mean():.3f} "
     f"(clipped SGD without noise) to {dp_auc[-1].mean():.3f}, and the held-out accuracy from "
-    f"{dp_accuracy[0].mean():.0%} to {dp_accuracy[-1].mean():.0%}. Read the plot with care: the grey points "
-    "show that an early-stopped non-private model of the same low accuracy can leak about as little, so on "
-    "200 examples the *measured* leak is no better than early stopping. What DP-SGD adds is the "
-    "*guarantee*: ε bounds what any attack could learn about any one example, including attacks much "
-    "stronger than this one, while early stopping promises nothing. At this data size the guarantee is "
-    "expensive; it gets cheaper as the data grow, because each example's clipped gradient is a smaller "
-    "part of the sum."))
+    f"{dp_accuracy[0].mean():.0%} to {dp_accuracy[-1].mean():.0%}. Read the plot with care: a non-private model "
+    f"stopped early, after {CHECKPOINTS[early]} epochs, has held-out accuracy {held_out_accuracy[:, early].mean():.0%} "
+    f"and attack AUC {membership[:, early].mean():.3f}, "
+    + ("so on 200 examples and 3 splits the *measured* leak of DP-SGD is not clearly smaller than that of early "
+       "stopping. " if membership[:, early].mean() < dp_auc[-1].mean() + 0.05 else
+       "clearly above DP-SGD's: here the noise does more than stopping early. ")
+    + "What DP-SGD adds in any case is the "
+    "*guarantee*: ε bounds what any attack could learn about any one example, including attacks much stronger "
+    "than this one, while early stopping promises nothing. At this data size the guarantee is expensive; it "
+    "gets cheaper as the data grow, because each example's clipped gradient is a smaller part of the sum."))
 
 # %% [markdown] slideshow={"slide_type": "slide"}
 # ## 9. Summary: the seed's claims, measured
 #
 # - **Interpretability (1.2, 2.3, 8.2).** Attention maps pointed at the heads that copy in the
-#   reversal model, and ablation confirmed that the behaviour needs them as a group, while a single
-#   head can be removed at little cost. Probes read word position and the next character's class
+#   reversal model, and ablation confirmed that the behaviour needs them, and not as many other
+#   heads. Probes read word position and the next character's class
 #   from the pretrained GPT's hidden layers, better than from its embeddings. Integrated gradients
 #   were complete and passed a deletion test that random pixels failed. These are tools that explain
 #   parts of small models; nothing here shows that pretraining makes a model *more* interpretable, as
 #   the seed claims, and that claim stays unproven.
 # - **Bias and fairness (8.3).** A planted shortcut made a model's worst group far worse than its
-#   average; reweighting and group DRO, given the group labels, repaired it. The association test on
+#   average; reweighting and group DRO, given the group labels, raised it most of the way to what
+#   the shape alone allows. The association test on
 #   all-MiniLM-L6-v2 found the known flowers/insects effect, and a career/family–gender effect whose
 #   size depends on how the test is set up.
-# - **Privacy (8.3).** Canaries planted a few times were extracted; an overfit classifier leaked
-#   membership; DP-SGD gave a guarantee ε at a clear cost in accuracy on small data.
+# - **Privacy (8.3).** The more often a canary was planted, the higher its exposure; an overfit classifier leaked
+#   membership; DP-SGD lowered the attack's AUC and gave a guarantee ε, at a clear cost in accuracy
+#   on small data (section 8 compares its measured leak with stopping early).
 #
 # ## Exercises
 #

@@ -7,7 +7,7 @@ Modules, ground floor first (a module imports only from floors below it):
 2. ``tokenizers``, ``objectives``, ``metrics``
 3. ``nn``                                  attention, Transformer blocks, positional encodings
 4. ``models``                              GPT, encoder, ...
-5. ``train``, ``checkpoints``, ``finetune``, ``export``
+5. ``train``, ``checkpoints``, ``finetune``, ``export``, ``interpret``, ``fairness``, ``privacy``
 6. ``pretrain``, ``viz``, ``widgets``, ``exercises``
 """
 

@@ -5,6 +5,7 @@ confidence can be trusted; and, for generated text, exact match and BLEU.
     confusion_matrix(predicted, targets, 10)     # (10, 10): row = true class, column = predicted
     macro_f1(logits, targets)                    # F1 of each class, averaged: rare classes count fully
     calibration(probabilities, targets).ece      # expected calibration error of the top-class confidence
+    roc_auc(scores, is_positive)                 # P(a positive outscores a negative), ties counting 1/2
 
 Predictions may be scores (logits or probabilities, with one more dimension than the targets, the
 classes last: the arg-max is the predicted class) or class labels of the same shape as the targets.
@@ -399,3 +400,35 @@ def character_error_rate(hypotheses: Sequence[str], references: Sequence[str]) -
 def word_error_rate(hypotheses: Sequence[str], references: Sequence[str]) -> float:
     """WER: the word edits (words split on whitespace) over the references' number of words."""
     return _error_rate(hypotheses, references, str.split)
+
+
+def roc_auc(scores, is_positive) -> float:
+    """The area under the ROC curve of ``scores`` (N,) for the binary truth ``is_positive`` (N,).
+
+    It equals the probability that a randomly chosen positive example scores higher than a randomly
+    chosen negative one, a tie counting one half (the Mann-Whitney statistic): 0.5 is chance, 1 a
+    perfect ranking. Equal to scikit-learn's ``roc_auc_score`` (tested).
+    """
+    scores = _as_tensor("scores", scores).double()
+    truth = torch.as_tensor(is_positive)
+    if scores.dim() != 1 or truth.shape != scores.shape:
+        raise ValueError(f"scores and is_positive must both have shape (N,), got {_shape(scores.shape)} and "
+                         f"{_shape(truth.shape)}")
+    truth = truth.bool() if truth.dtype == torch.bool else truth.long()
+    if truth.dtype != torch.bool and not ((truth == 0) | (truth == 1)).all():
+        raise ValueError("is_positive must be 0/1 or True/False")
+    truth = truth.bool()
+    n_pos, n_neg = int(truth.sum()), int((~truth).sum())
+    if n_pos == 0 or n_neg == 0:
+        raise ValueError(f"the AUC needs positives and negatives, got {n_pos} positive and {n_neg} negative")
+    # average ranks (1-based, ties share their mean rank), then the Mann-Whitney U of the positives
+    order = scores.argsort()
+    sorted_scores = scores[order]
+    ranks = torch.empty_like(scores)
+    ranks[order] = torch.arange(1, len(scores) + 1, dtype=torch.float64)
+    unique, inverse, counts = torch.unique_consecutive(sorted_scores, return_inverse=True, return_counts=True)
+    first = torch.cumsum(counts, 0) - counts + 1                      # the first rank of each tie group
+    mean_rank = (first + (counts - 1) / 2).double()
+    ranks[order] = mean_rank[inverse]
+    u = ranks[truth].sum() - n_pos * (n_pos + 1) / 2
+    return float(u / (n_pos * n_neg))

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import io
 import json
+import math
 import re
 import threading
 import tempfile
@@ -31,7 +32,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from fmcourse import audio, checkpoints, decoding, exercises, finetune, metrics, objectives, pretrain, tokenizers, train
+from fmcourse import (audio, checkpoints, decoding, exercises, fairness, finetune, interpret, metrics, objectives,
+                      pretrain, privacy, tokenizers, train)
 from fmcourse import data as fdata
 from fmcourse import nn as fnn
 from fmcourse.data.recsys import ShopWorld, leave_last_out
@@ -173,6 +175,46 @@ def fit_quietly(model=None, data=None, **kwargs):
     kwargs.setdefault("steps", 4)
     return train.fit(model or Linear3(), regression_batches() if data is None else data, MSE, plot=False,
                      progress=False, device="cpu", **kwargs)
+
+
+# --- trust: attribution, fairness, privacy ----------------------------------------------------------
+
+def classifier3() -> nn.Module:
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Linear(4, 3))
+
+
+WORD_VECTORS = {w: torch.randn(3, generator=torch.Generator().manual_seed(i)) for i, w in enumerate("abcdefgh")}
+
+
+class _UnkTokenizer:
+    unk_token_id = 100
+
+    def __call__(self, word, add_special_tokens=False):
+        return {"input_ids": [100] if not word.isascii() else [7]}
+
+
+class _WordEncoder:
+    tokenizer = _UnkTokenizer()
+
+    def encode(self, words, **kwargs):
+        return torch.ones(len(words), 2)
+
+
+def one_dp_step(clip_norm: float) -> None:
+    privacy.dp_sgd(classifier3(), torch.zeros(4, 4), torch.zeros(4, dtype=torch.long), clip_norm=clip_norm,
+                   noise_multiplier=1.0, sample_rate=0.5, steps=1, lr=0.1)
+
+
+def exposure_of_an_unseen_secret_is_small(tmp):
+    log_probs = torch.randn(10_000, generator=torch.Generator().manual_seed(0))
+    values = [privacy.exposure_from_log_probs(log_probs, i) for i in range(0, 10_000, 97)]
+    assert sum(values) / len(values) < 3 < math.log2(10_000)
+
+
+def equal_lists_of_known_words_run(tmp):
+    result = fairness.association_test(["a", "b"], ["c", "d"], ["e", "f"], ["g", "h"], WORD_VECTORS)
+    assert result.exact and 0 < result.p_value <= 1
 
 
 # --- the documented behaviours, as functions that assert --------------------------------------------
@@ -608,6 +650,39 @@ CASES: list[Case] = [
          lambda t: metrics.character_error_rate(["a"], [""]), ValueError, "empty"),
     Case("speech", "CTC greedy decoding of a (frames, labels) matrix",
          lambda t: decoding.ctc_greedy(torch.zeros(10, 5)), ValueError, r"\(batch, frames, labels\)"),
+    # trust: interpret, fairness, privacy
+    Case("interpret", "an attribution target out of range", lambda t: interpret.integrated_gradients(
+        classifier3(), torch.randn(2, 4), 3), ValueError, "target class 3 is out of range.*3 outputs"),
+    Case("interpret", "a negative attribution target", lambda t: interpret.gradient_times_input(
+        classifier3(), torch.randn(2, 4), -1), ValueError, "out of range"),
+    Case("interpret", "a float attribution target", lambda t: interpret.gradient_times_input(
+        classifier3(), torch.randn(2, 4), torch.tensor([0.0, 1.0])), TypeError, "class indices"),
+    Case("interpret", "ablating a head that does not exist",
+         lambda t: interpret.ablate_heads(tiny_gpt(), [(0, 5)]).__enter__(), ValueError, "does not exist"),
+    Case("fairness", "target word lists of unequal sizes", lambda t: fairness.association_test(
+        ["a", "b", "c"], ["d", "e"], ["f", "g"], ["h", "a"], WORD_VECTORS), ValueError, "equal sizes.*X has 3.*Y has 2"),
+    Case("fairness", "attribute word lists of unequal sizes", lambda t: fairness.association_test(
+        ["a", "b"], ["c", "d"], ["e", "f", "g"], ["h"], WORD_VECTORS), ValueError, "attribute lists must have equal"),
+    Case("fairness", "a word with no vector", lambda t: fairness.association_test(
+        ["a", "zebra"], ["c", "d"], ["e", "f"], ["g", "h"], WORD_VECTORS), ValueError, "no vector for \\['zebra'\\]"),
+    Case("fairness", "a word the encoder cannot embed", lambda t: fairness.encode_words(_WordEncoder(), ["rose", "☃"]),
+         ValueError, "cannot embed '☃'"),
+    Case("fairness", "an empty word", lambda t: fairness.encode_words(_WordEncoder(), ["rose", ""]),
+         ValueError, "non-empty string"),
+    Case("fairness", "a single string instead of a word list", lambda t: fairness.association_test(
+        "ab", ["c", "d"], ["e", "f"], ["g", "h"], WORD_VECTORS), TypeError, "list of words"),
+    Case("fairness", "equal lists of known words run", equal_lists_of_known_words_run),
+    Case("privacy", "a target epsilon of 0", lambda t: privacy.noise_for_epsilon(0.0, 0.05, 100, 1e-5),
+         ValueError, "target_epsilon must be a positive number"),
+    Case("privacy", "a negative target epsilon", lambda t: privacy.noise_for_epsilon(-2.0, 0.05, 100, 1e-5),
+         ValueError, "target_epsilon must be a positive number"),
+    Case("privacy", "a clipping norm of 0", lambda t: one_dp_step(0.0), ValueError, "clip_norm must be a positive"),
+    Case("privacy", "a negative clipping norm", lambda t: privacy.clip_and_noise({"w": torch.zeros(2, 3)}, -1.0, 1.0),
+         ValueError, "clip_norm must be a positive"),
+    Case("privacy", "a sample rate above 1", lambda t: privacy.epsilon(1.5, 1.0, 10, 1e-5), ValueError, "sample_rate"),
+    Case("privacy", "a secret with characters outside the alphabet",
+         lambda t: privacy.exposure(tiny_gpt(), char_tok("0123456789ab"), "ab", "12x4"), ValueError, "over the alphabet"),
+    Case("privacy", "exposure of a never-seen secret is near zero", exposure_of_an_unseen_secret_is_small),
     # exercises
     Case("exercises", "an endless loop in the student's function is stopped", endless_loop_is_stopped),
     Case("exercises", "an endless loop outside the main thread is abandoned", endless_loop_in_a_thread_is_abandoned),

@@ -30,6 +30,7 @@ FLOORS = {
     "tokenizers": 2, "objectives": 2, "metrics": 2, "decoding": 2, "audio": 2,
     "nn": 3, "models": 4,
     "train": 5, "checkpoints": 5, "finetune": 5, "export": 5,
+    "interpret": 5, "fairness": 5, "privacy": 5,
     "pretrain": 6, "recommend": 6,
     "viz": 6, "widgets": 6, "exercises": 6,
 }

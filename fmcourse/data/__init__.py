@@ -13,6 +13,8 @@
 - ``recsys``: ``ShopWorld``, users with known tastes buying items in sequence; ``leave_last_out``.
 - ``speech``: spoken digits, commands and captions with exact transcripts, synthesized by eSpeak NG
   (``fmcourse[speech]``), with held-out voices and phrases.
+- ``reversal``: chapter 03's digit-reversal task, a behaviour with a known mechanism;
+- ``shortcut``: a world with a planted spurious correlation (colour predicts the class in training only).
 """
 
 from fmcourse.data.augment import Augment, affine, erase, gaussian_blur
@@ -33,6 +35,8 @@ from fmcourse.data.pairs import PairVocab
 from fmcourse.data.recsys import LeaveLastOut, ShopWorld, leave_last_out
 from fmcourse.data.registry import REGISTRY, ChecksumError, Download, fetch
 from fmcourse.data import speech
+from fmcourse.data.reversal import reversal_batch
+from fmcourse.data.shortcut import GROUP_NAMES, ShortcutWorld, best_shape_only_accuracy, shortcut_world
 from fmcourse.data.shapes import Scenes, caption, encode_captions, make_scenes
 from fmcourse.data.text_tasks import TextExample, text_task_split
 
@@ -44,4 +48,5 @@ __all__ = [
     "Augment", "affine", "erase", "gaussian_blur", "Scenes", "caption", "encode_captions", "make_scenes",
     "NumberSplit", "number_pairs", "number_vocab", "split_numbers", "to_chinese", "to_digits", "to_english",
     "PairVocab", "TextExample", "text_task_split", "LeaveLastOut", "ShopWorld", "leave_last_out", "speech",
+    "reversal_batch", "GROUP_NAMES", "ShortcutWorld", "best_shape_only_accuracy", "shortcut_world",
 ]

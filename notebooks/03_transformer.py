@@ -63,7 +63,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from fmcourse import viz, widgets
+from fmcourse import data, viz, widgets
 from fmcourse.models import GPT, Encoder, EncoderConfig, GPTConfig, forward_flops, parameter_counts
 from fmcourse.nn import Block, MultiHeadAttention, Rotary, attention, attention_weights, causal_mask, \
     padding_mask, set_fast_attention, sinusoidal_positions
@@ -542,6 +542,11 @@ def reversal_batch(size, generator=None):
     targets[:, :N_DIGITS] = -100                   # no loss on the random question, nor on predicting '|'
     return inputs, targets
 
+
+# The same task is the package's `fmcourse.data.reversal_batch`, which chapter 12 uses again.
+same = zip(reversal_batch(4, torch.Generator().manual_seed(9)),
+           data.reversal_batch(4, N_DIGITS, generator=torch.Generator().manual_seed(9)))
+assert all(torch.equal(mine, package) for mine, package in same), "this task and fmcourse.data.reversal_batch agree"
 
 env.seed_everything(0)
 train_generator = torch.Generator().manual_seed(0)

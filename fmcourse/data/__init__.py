@@ -28,7 +28,7 @@ from fmcourse.data.markov import MarkovChain
 from fmcourse.data.numbers import NumberSplit, number_pairs, number_vocab, split_numbers, to_chinese, to_digits, to_english
 from fmcourse.data.pairs import PairVocab
 from fmcourse.data.registry import REGISTRY, ChecksumError, Download, fetch
-from fmcourse.data.shapes import Scenes, caption, encode_captions, make_scenes
+from fmcourse.data.shapes import DetectionScenes, Scenes, caption, encode_captions, make_detection_scenes, make_scenes
 from fmcourse.data.text_tasks import TextExample, text_task_split
 
 __all__ = [
@@ -36,7 +36,7 @@ __all__ = [
     "IGNORE_INDEX", "causal_lm_batches", "causal_lm_eval_batches", "mask_tokens", "masked_lm_batches",
     "masked_lm_eval_batches", "clean_text", "pydoc_text", "read_text", "tiny_shakespeare", "train_val_split",
     "atomic_path", "sha256_file", "MarkovChain", "REGISTRY", "ChecksumError", "Download", "fetch",
-    "Augment", "affine", "erase", "gaussian_blur", "Scenes", "caption", "encode_captions", "make_scenes",
+    "Augment", "affine", "erase", "gaussian_blur", "DetectionScenes", "Scenes", "caption", "encode_captions", "make_detection_scenes", "make_scenes",
     "NumberSplit", "number_pairs", "number_vocab", "split_numbers", "to_chinese", "to_digits", "to_english",
     "PairVocab", "TextExample", "text_task_split",
 ]

@@ -7,7 +7,8 @@
   norm=False)``), with and without skip connections, classifying the shape of 16x16 shapes scenes;
   150 steps of AdamW at batch 64 for each learning rate in ``DEPTH_LRS`` and seeds 0-2; the learning
   rate of each network is the one with the lowest mean final training loss. Writes
-  ``bench/results/vision_depth.json`` (chapter 08 plots it) and ``bench/results/vision.md``.
+  ``fmcourse/shipped/vision/depth.json`` (chapter 08 plots it; it travels with the package) and the
+  table ``bench/results/vision.md``.
 - ``judge``, ``generator``, ``detector``: train the shipped models and write
   ``fmcourse/shipped/vision/<name>.safetensors`` and their sizes and scores in
   ``fmcourse/shipped/vision/models.json``.
@@ -92,7 +93,7 @@ def part_depth() -> None:
         best[name] = min(means, key=means.get)
     out = {"settings": {**DEPTH, "steps": DEPTH_STEPS, "batch_size": 64, "lrs": DEPTH_LRS, "seeds": 3},
            "best_lr": best, "runs": runs, "torch": torch.__version__}
-    (RESULTS / "vision_depth.json").write_text(json.dumps(out, indent=1))
+    (SHIPPED / "depth.json").write_text(json.dumps(out, indent=1) + "\n")
     lines = ["# Chapter 08: skip connections against a plain network of the same depth", "",
              f"`python bench/vision.py --part depth`. A {1 + 2 * DEPTH['blocks_per_stage'] + 1}-layer CNN without "
              "normalisation, width 8, classifying the shape of 16x16 scenes; AdamW, batch 64, "

@@ -33,7 +33,7 @@ from fmcourse.data.shapes import ATTRIBUTES, make_detection_scenes, make_scenes
 from fmcourse.models import ResNet
 from fmcourse.models.detector import DetectionTargets, detect, detection_loss, detection_targets
 from fmcourse.models.text_to_image import is_held_out
-from fmcourse.models.vision_shipped import build_vision, save_vision
+from fmcourse.models.vision_shipped import build_vision, save_vision, to_half_precision
 from fmcourse.train import fit
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -45,7 +45,7 @@ DEPTH_STEPS = 150
 SIZES = {
     "judge": {},
     "generator": {"tokenizer": {"num_codes": 128}, "prior": {"n_layer": 3, "n_head": 4, "d_model": 96}},
-    "detector": {"num_classes": 4, "image_size": 32, "grid": 4, "width": 32},
+    "detector": {"num_classes": 4, "image_size": 32, "grid": 4, "width": 16},
 }
 
 
@@ -123,6 +123,7 @@ def part_judge() -> None:
     judge = build_vision("judge", SIZES["judge"])
     fit(judge, sampler((train.images, attributes(train)), 64, 0), lambda m, b: m.loss(*b), steps=1500, lr=3e-3,
         warmup_steps=50, plot=False, progress=False)
+    to_half_precision(judge)
     predicted = judge.predict(test.images)
     scores = {name: (predicted[name] == test.attribute(name)).float().mean().item() for name in ATTRIBUTES}
     print("judge test accuracy", scores)
@@ -152,18 +153,27 @@ def part_generator() -> None:
             print(f"tokenizer step {step}: loss {loss.item():.4f}", flush=True)
     tokenizer.requires_grad_(False).eval()
     val = make_scenes(2000, seed=2)
-    recon = tokenizer.decode(tokenizer.encode(val.images))
-    recon_mse = ((recon - val.images) ** 2).mean().item()
-    print(f"tokenizer: {time.time() - start:.0f} s, reconstruction MSE {recon_mse:.4f}", flush=True)
+    print(f"tokenizer: {time.time() - start:.0f} s", flush=True)
     ids = model.sequences(train.captions, train.images)
     val_ids = model.sequences(val.captions, val.images)
-    history = fit(model, sampler((ids,), 64, 1), lambda m, b: m.loss(b[0]), steps=3000, lr=3e-3, warmup_steps=100,
-                  val_data=[(val_ids[:500],)], eval_every=500, plot=False, progress=False)
-    print(f"prior: validation loss {history.val_loss[-1]:.3f} nats per code", flush=True)
+    fit(model, sampler((ids,), 64, 1), lambda m, b: m.loss(b[0]), steps=3000, lr=3e-3, warmup_steps=100,
+        val_data=[(val_ids[:500],)], eval_every=500, plot=False, progress=False)
+    to_half_precision(model).eval()  # the tokenizer inside too
     save_vision(model, "generator", SHIPPED)
-    write_info("generator", {"tokenizer_val_mse": recon_mse, "prior_val_loss": history.val_loss[-1],
-                             "tokenizer_steps": steps, "prior_steps": 3000,
-                             "codes_used": int(tokenizer.encode(val.images).unique().numel())})
+    write_info("generator", generator_scores(model, val))
+
+
+def generator_scores(model, val) -> dict:
+    """The shipped generator's tokenizer reconstruction error and prior loss on validation scenes."""
+    tokenizer = model.tokenizer
+    recon = tokenizer.decode(tokenizer.encode(val.images))
+    with torch.no_grad():
+        val_loss = model.loss(model.sequences(val.captions[:500], val.images[:500])).item()
+    scores = {"tokenizer_val_mse": ((recon - val.images) ** 2).mean().item(), "prior_val_loss": val_loss,
+              "tokenizer_steps": 3000, "prior_steps": 3000,
+              "codes_used": int(tokenizer.encode(val.images).unique().numel())}
+    print("generator:", scores, flush=True)
+    return scores
 
 
 def part_detector() -> None:
@@ -173,13 +183,13 @@ def part_detector() -> None:
     torch.manual_seed(0)
     model = build_vision("detector", sizes)
     batches = sampler((train.images, targets.has_object, targets.codes, targets.classes), 64, 0)
-    history = fit(model, batches, lambda m, b: detection_loss(m(b[0]), DetectionTargets(*b[1:]))[0], steps=1000,
+    history = fit(model, batches, lambda m, b: detection_loss(m(b[0]), DetectionTargets(*b[1:]))[0], steps=1500,
                   lr=3e-3, warmup_steps=50, plot=False, progress=False)
-    model.eval()
+    to_half_precision(model).eval()
     result = mean_average_precision(detect(model, val.images, confidence=0.01), list(zip(val.boxes, val.labels)), 4)
     print(f"detector: final loss {statistics.mean(history.train_loss[-20:]):.3f}, validation mAP@0.5 {result.mean:.3f}")
     save_vision(model, "detector", SHIPPED)
-    write_info("detector", {"val_map50": result.mean, "val_ap50": result.per_class, "steps": 1000})
+    write_info("detector", {"val_map50": result.mean, "val_ap50": result.per_class, "steps": 1500})
 
 
 if __name__ == "__main__":

@@ -115,3 +115,23 @@ def test_captions_with_unknown_words_are_refused():
         caption_ids(["a small pink circle at the top left"])
     with pytest.raises(ValueError, match="8 words"):
         caption_ids(["a red circle"])
+
+
+def test_shipped_vision_models_load_and_do_their_jobs():
+    from fmcourse.data.shapes import ATTRIBUTES
+    from fmcourse.models import load_vision, vision_info
+
+    info = vision_info()
+    assert set(info) == {"detector", "judge", "generator"}
+    scenes = make_detection_scenes(100, seed=2)
+    found = detect(load_vision("detector"), scenes.images, confidence=0.01)
+    assert mean_average_precision(found, list(zip(scenes.boxes, scenes.labels)), 4).mean > 0.9
+    test = make_scenes(300, seed=3)
+    read = load_vision("judge").predict(test.images)
+    for name in ATTRIBUTES:
+        assert (read[name] == test.attribute(name)).float().mean() > 0.95, name
+    generator = load_vision("generator")
+    recon = generator.tokenizer.decode(generator.tokenizer.encode(test.images))
+    assert ((recon - test.images) ** 2).mean() < 0.1 * test.images.var()
+    with pytest.raises(ValueError, match="unknown vision model"):
+        load_vision("segmenter")

@@ -4,12 +4,13 @@
     judge = load_vision("judge")           # AttributeJudge
     generator = load_vision("generator")   # TextToImage (its VQ-VAE tokenizer inside)
 
-``fmcourse/shipped/vision/`` holds one ``<name>.safetensors`` per model and ``models.json`` with the
+``fmcourse/shipped/vision/`` holds one ``<name>.safetensors`` per model (weights in float16) and ``models.json`` with the
 sizes each was built with and what it scored; ``bench/vision.py`` makes them all with one command.
 """
 
 from __future__ import annotations
 
+import copy
 import json
 from pathlib import Path
 
@@ -49,7 +50,13 @@ def load_vision(name: str) -> nn.Module:
     return model.eval()
 
 
+def to_half_precision(model: nn.Module) -> nn.Module:
+    """Round ``model``'s weights to float16 and back, in place: what is saved is then exactly what was
+    measured (the files are stored in float16, half the size; loading gives float32 again)."""
+    return model.half().float()
+
+
 def save_vision(model: nn.Module, name: str, folder: Path) -> None:
-    """Write ``model``'s weights to ``folder / f"{name}.safetensors"`` (shared tensors stored once)."""
+    """Write ``model``'s weights in float16 to ``folder / f"{name}.safetensors"`` (shared tensors once)."""
     folder.mkdir(parents=True, exist_ok=True)
-    save_model(model, str(folder / f"{name}.safetensors"))
+    save_model(copy.deepcopy(model).half(), str(folder / f"{name}.safetensors"))

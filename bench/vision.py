@@ -3,7 +3,7 @@
     python bench/vision.py                      # everything, about 15 minutes on a laptop CPU
     python bench/vision.py --part depth         # one part: depth, judge, generator or detector
 
-- ``depth``: a 17-layer convolutional network without normalisation (``ResNet(4, widths=(8,), blocks_per_stage=8,
+- ``depth``: an 18-layer convolutional network without normalisation (``ResNet(4, widths=(8,), blocks_per_stage=8,
   norm=False)``), with and without skip connections, classifying the shape of 16x16 shapes scenes;
   150 steps of AdamW at batch 64 for each learning rate in ``DEPTH_LRS`` and seeds 0-2; the learning
   rate of each network is the one with the lowest mean final training loss. Writes
@@ -76,16 +76,28 @@ def depth_run(skip: bool, lr: float, seed: int, steps: int = DEPTH_STEPS) -> tup
     return history.train_loss, accuracy
 
 
-def part_depth() -> None:
+def depth_runs(skip: bool, lr: float) -> list[dict]:
+    """The depth experiment's runs of one network at one learning rate, seeds 0-2."""
     runs = []
-    for skip in (True, False):
-        for lr in DEPTH_LRS:
-            for seed in range(3):
-                losses, accuracy = depth_run(skip, lr, seed)
-                final = statistics.mean(losses[-20:])
-                runs.append({"skip": skip, "lr": lr, "seed": seed, "final_loss": final, "val_accuracy": accuracy,
-                             "train_loss": losses})
-                print(f"skip={skip} lr={lr} seed={seed}: final loss {final:.3f}, accuracy {accuracy:.3f}", flush=True)
+    for seed in range(3):
+        losses, accuracy = depth_run(skip, lr, seed)
+        final = statistics.mean(losses[-20:])
+        runs.append({"skip": skip, "lr": lr, "seed": seed, "final_loss": final, "val_accuracy": accuracy,
+                     "train_loss": losses})
+        print(f"skip={skip} lr={lr} seed={seed}: final loss {final:.3f}, accuracy {accuracy:.3f}", flush=True)
+    return runs
+
+
+def part_depth(workers: int = 1) -> None:
+    """Every run of the depth experiment (in ``workers`` processes), then its results files."""
+    settings = [(skip, lr) for skip in (True, False) for lr in DEPTH_LRS]
+    if workers > 1:
+        from multiprocessing import get_context
+
+        with get_context("spawn").Pool(workers) as pool:
+            runs = [run for part in pool.starmap(depth_runs, settings) for run in part]
+    else:
+        runs = [run for skip, lr in settings for run in depth_runs(skip, lr)]
     best = {}
     for skip in (True, False):
         name = "skip" if skip else "plain"
@@ -95,7 +107,7 @@ def part_depth() -> None:
            "best_lr": best, "runs": runs, "torch": torch.__version__}
     (SHIPPED / "depth.json").write_text(json.dumps(out, indent=1) + "\n")
     lines = ["# Chapter 08: skip connections against a plain network of the same depth", "",
-             f"`python bench/vision.py --part depth`. A {1 + 2 * DEPTH['blocks_per_stage'] + 1}-layer CNN without "
+             f"`python bench/vision.py --part depth`. An {1 + 2 * DEPTH['blocks_per_stage'] + 1}-layer CNN without "
              "normalisation, width 8, classifying the shape of 16x16 scenes; AdamW, batch 64, "
              f"{DEPTH_STEPS} steps, 3 seeds per learning rate. Final loss: mean training loss of the last 20 steps.", "",
              "| network | lr | final training loss (mean ± sd over seeds) | validation accuracy (mean) |", "|---|---:|---:|---:|"]
@@ -195,9 +207,10 @@ def part_detector() -> None:
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--part", choices=("depth", "judge", "generator", "detector"), action="append")
+    parser.add_argument("--workers", type=int, default=1, help="processes for the depth runs (the results are the same)")
     args = parser.parse_args()
     env.seed_everything(0)
     for part in args.part or ("depth", "judge", "generator", "detector"):
         start = time.time()
-        globals()[f"part_{part}"]()
+        globals()[f"part_{part}"](*(args.workers,) if part == "depth" else ())
         print(f"{part}: {time.time() - start:.0f} s", flush=True)

@@ -305,12 +305,10 @@ def draw_detection_thresholds(outputs: torch.Tensor, images: torch.Tensor, truth
     ``outputs`` ``(N, G, G, 5 + C)`` kept at ``confidence`` and ``iou_threshold``, as a point on the
     precision-recall curve of every confidence, with the boxes drawn over ``shown`` of the ``images``.
     Returns ``{"precision", "recall", "detections"}``."""
-    from fmcourse.boxes import Detections, match_detections, nms
-    from fmcourse.viz import boxes_plot
+    from fmcourse.boxes import Detections, decode_boxes, match_detections, nms
+    from fmcourse.viz import boxes_plot  # viz sits a floor below the explorers
 
     def found_at(threshold: float) -> list[Detections]:
-        from fmcourse.boxes import decode_boxes
-
         boxes = decode_boxes(outputs[..., 1:5], image_size).flatten(1, 2)
         class_p, classes = outputs[..., 5:].softmax(-1).max(-1)
         scores = (outputs[..., 0].sigmoid() * class_p).flatten(1)
@@ -331,7 +329,7 @@ def draw_detection_thresholds(outputs: torch.Tensor, images: torch.Tensor, truth
             predicted += len(f.boxes)
         return hits / max(predicted, 1), hits / max(total, 1), predicted
 
-    curve = [precision_recall(found_at(t))[:2] for t in np.linspace(0.02, 0.98, 25)]
+    curve = [precision_recall(found_at(t))[:2] for t in np.linspace(0.02, 0.98, 13)]
     found = found_at(confidence)
     precision, recall, predicted = precision_recall(found)
     fig = plt.figure(figsize=(3.2 + 1.9 * shown, 2.8))

@@ -31,7 +31,7 @@ FLOORS = {
     "nn": 3, "models": 4,
     "train": 5, "checkpoints": 5, "finetune": 5, "export": 5,
     "pretrain": 6,
-    "viz": 6, "widgets": 6, "exercises": 6,
+    "viz": 5, "widgets": 6, "exercises": 6,
 }
 
 

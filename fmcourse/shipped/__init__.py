@@ -1,6 +1,6 @@
-"""The artifacts the course makes itself and ships inside the package: two pretrained language models
-and chapter 05's SimCLR digits encoder. ``README.md`` in this folder lists each file with its size, its
-sha256 and the one command that made it.
+"""The artifacts the course makes itself and ships inside the package: two pretrained language models,
+chapter 05's SimCLR digits encoder and chapter 08's vision models. ``README.md`` in this folder lists
+each file with its size, its sha256 and the one command that made it.
 
 They are package data, so they are found the same way in a clone, an editable install and an installed
 wheel (Colab's ``pip install``): next to this file.

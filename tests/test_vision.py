@@ -132,6 +132,6 @@ def test_shipped_vision_models_load_and_do_their_jobs():
         assert (read[name] == test.attribute(name)).float().mean() > 0.95, name
     generator = load_vision("generator")
     recon = generator.tokenizer.decode(generator.tokenizer.encode(test.images))
-    assert ((recon - test.images) ** 2).mean() < 0.1 * test.images.var()
+    assert ((recon - test.images) ** 2).mean() < 0.2 * ((test.images - test.images.mean(0)) ** 2).mean()
     with pytest.raises(ValueError, match="unknown vision model"):
         load_vision("segmenter")

@@ -5,7 +5,8 @@
 - ``markov``: ``MarkovChain``, synthetic text whose entropy rate (the best possible loss) is known;
 - ``batches``: random windows for causal LM, BERT-style masking for masked LM;
 - ``registry``: pinned, checked, cached downloads; ``files``: atomic writes and checksums;
-- ``shapes``: a synthetic world of small images of shapes with exact captions;
+- ``shapes``: a synthetic world of small images of shapes with exact captions, and scenes of several
+  shapes with exact boxes;
 - ``augment``: random views of image batches (crop, rotation, blur, noise, erasing), in torch;
 - ``numbers``: English number words and their Chinese numerals (a parallel corpus with exact answers);
 - ``text_tasks``: prefixed text-to-text tasks (question answering over facts, translation, counting);

@@ -1,6 +1,6 @@
 """Chapter 08's longer runs: the depth experiment's learning-rate sweep and the shipped vision models.
 
-    python bench/vision.py                      # everything, about 15 minutes on a laptop CPU
+    python bench/vision.py                      # everything: over an hour on a busy 2-core machine
     python bench/vision.py --part depth         # one part: depth, judge, generator or detector
 
 - ``depth``: an 18-layer convolutional network without normalisation (``ResNet(4, widths=(8,), blocks_per_stage=8,

@@ -187,7 +187,7 @@ assert live_skip < live_plain - 0.2, "the network with shortcuts trains, the pla
 # `fmcourse.models.ResNet` is ResNet's layout at toy scale: a 3×3 stem, stages of residual blocks with
 # batch normalisation, each later stage halving the image with a stride-2 block (its shortcut is then
 # a 1×1 convolution of stride 2, so the shapes agree), global average pooling and one linear layer.
-# One block per stage, widths 8 and 16: about 4,000 weights.
+# One block per stage, widths 8 and 16: about 5,000 weights.
 
 # %%
 torch.manual_seed(0)
@@ -323,7 +323,8 @@ print(f"loss: first 10 steps {first:.2f}, last 10 steps {last:.2f}")
 assert last < 0.5 * first
 
 # %% [markdown]
-# A hundred steps teach the detector a good part of the task. The shipped detector (the same size,
+# A hundred steps take the loss down a long way, but this detector is still weak (section 2.5 measures
+# it). The shipped detector (the same size,
 # 1,500 steps on 4,000 scenes, `python bench/vision.py --part detector`) is trained to the end; the rest
 # of the section uses it.
 #
@@ -422,8 +423,8 @@ widgets.detection_explorer(small_outputs, det_val.images[some], truths[some], 32
 # the GPT learns $p(\text{code}_t \mid \text{words}, \text{code}_{<t})$. To draw, give it the words,
 # sample 16 codes, decode.
 #
-# Both were trained by `python bench/vision.py --part generator` on 8,000 scenes, **without** five
-# colour–shape pairs (below): the generator never saw, say, a red triangle, though it saw red things
+# Both were trained by `python bench/vision.py --part generator` on 8,000 scenes minus every scene with
+# one of five colour–shape pairs (below): the generator never saw, say, a red triangle, though it saw red things
 # and triangles.
 
 # %%

@@ -424,8 +424,8 @@ widgets.detection_explorer(small_outputs, det_val.images[some], truths[some], 32
 # sample 16 codes, decode.
 #
 # Both were trained by `python bench/vision.py --part generator` on 8,000 scenes minus every scene with
-# one of five colour–shape pairs (below): the generator never saw, say, a red triangle, though it saw red things
-# and triangles.
+# one of five colour–shape pairs (below): the generator never saw, say, a red triangle, though it saw
+# red things and triangles.
 
 # %%
 generator = load_vision("generator")

@@ -36,7 +36,7 @@ CHAPTERS = (
     Chapter("06_fine_tuning", "Fine-tuning and evaluation", "3.2 算法步骤 4–5, 9.3 如何进行基础模型的微调", "ready", "20 s",
             extras=("sentence",)),
     Chapter("07_applications_language", "Applications: language", "6.1 自然语言处理", "ready", "41 s"),
-    Chapter("08_applications_vision", "Applications: vision", "6.2 计算机视觉", "planned"),
+    Chapter("08_applications_vision", "Applications: vision", "6.2 计算机视觉", "ready", "90 s"),
     Chapter("09_applications_speech", "Applications: speech", "6.3 语音识别", "ready", "45 s", extras=("speech",)),
     Chapter("10_applications_recommendation", "Applications: recommendation", "3.4 算法应用领域 (推荐系统)", "ready", "45 s"),
     Chapter("11_scale_and_efficiency", "Scale and efficiency", "1.2 研究现状 (模型压缩与加速), 4.4 常见问题解答, 8.2 未来发展趋势, 8.3 面临的挑战",

@@ -191,3 +191,29 @@ def reliability_diagram(calibration: Calibration, ax: Axes | None = None, title:
     ax.set_title(title or f"reliability: ECE {calibration.ece:.3f}")
     ax.legend(fontsize=8, loc="upper left")
     return ax
+
+
+def boxes_plot(image, boxes=None, labels: Sequence[str] | None = None, true_boxes=None, ax: Axes | None = None,
+               title: str | None = None) -> Axes:
+    """One image ``(3, H, W)`` with predicted ``boxes`` ``(K, 4)`` (corners in pixels, solid, each with its
+    ``labels[k]`` written above it) and ``true_boxes`` ``(T, 4)`` (dashed white)."""
+    from matplotlib.patches import Rectangle
+
+    array = _numpy(image)
+    if array.ndim != 3 or array.shape[0] not in (1, 3):
+        raise ValueError(f"image must have shape (C, H, W) with C = 1 or 3, got {array.shape}")
+    ax = ax or plt.subplots(figsize=(3, 3))[1]
+    ax.imshow(array.transpose(1, 2, 0).squeeze())
+    for box in _numpy(true_boxes) if true_boxes is not None else []:
+        x1, y1, x2, y2 = box - 0.5  # pixel k covers [k - 0.5, k + 0.5] in imshow's coordinates
+        ax.add_patch(Rectangle((x1, y1), x2 - x1, y2 - y1, fill=False, ec="white", ls="--", lw=1))
+    for k, box in enumerate(_numpy(boxes) if boxes is not None else []):
+        x1, y1, x2, y2 = box - 0.5
+        ax.add_patch(Rectangle((x1, y1), x2 - x1, y2 - y1, fill=False, ec="C1", lw=1.5))
+        if labels is not None:
+            ax.text(x1, y1 - 0.6, labels[k], color="C1", fontsize=7, va="bottom")
+    ax.set_xticks([])
+    ax.set_yticks([])
+    if title:
+        ax.set_title(title, fontsize=9)
+    return ax

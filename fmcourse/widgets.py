@@ -293,3 +293,70 @@ def lora_sweep_explorer(sweep: Sweep, references: dict[str, tuple[float, int]] |
         rank=w.SelectionSlider(options=ranks, value=ranks[len(ranks) // 2], description="LoRA rank", **style),
         lr=w.SelectionSlider(options=rates, value=rates[-1], description="learning rate", **style),
     )
+
+
+# --- detection: confidence and NMS thresholds against precision and recall -------------------------
+
+
+def draw_detection_thresholds(outputs: torch.Tensor, images: torch.Tensor, truths: Sequence[tuple[torch.Tensor, torch.Tensor]],
+                              image_size: int, class_names: Sequence[str], confidence: float = 0.5,
+                              iou_threshold: float = 0.5, shown: int = 4) -> dict[str, float]:
+    """Precision and recall (IoU >= 0.5 with a true box of the same class) of a grid detector's
+    ``outputs`` ``(N, G, G, 5 + C)`` kept at ``confidence`` and ``iou_threshold``, as a point on the
+    precision-recall curve of every confidence, with the boxes drawn over ``shown`` of the ``images``.
+    Returns ``{"precision", "recall", "detections"}``."""
+    from fmcourse.boxes import Detections, decode_boxes, match_detections, nms
+    from fmcourse.viz import boxes_plot  # viz sits a floor below the explorers
+
+    def found_at(threshold: float) -> list[Detections]:
+        boxes = decode_boxes(outputs[..., 1:5], image_size).flatten(1, 2)
+        class_p, classes = outputs[..., 5:].softmax(-1).max(-1)
+        scores = (outputs[..., 0].sigmoid() * class_p).flatten(1)
+        kept = []
+        for b in range(len(outputs)):
+            mine = scores[b] >= threshold
+            keep = nms(boxes[b][mine], scores[b][mine], iou_threshold, labels=classes.flatten(1)[b][mine])
+            kept.append(Detections(boxes[b][mine][keep], scores[b][mine][keep], classes.flatten(1)[b][mine][keep]))
+        return kept
+
+    def precision_recall(found: list[Detections]) -> tuple[float, float, int]:
+        hits = total = predicted = 0
+        for f, (boxes, labels) in zip(found, truths):
+            for c in range(len(class_names)):
+                mine = f.labels == c
+                hits += int(match_detections(f.boxes[mine], f.scores[mine], boxes[labels == c]).sum())
+            total += len(boxes)
+            predicted += len(f.boxes)
+        return hits / max(predicted, 1), hits / max(total, 1), predicted
+
+    curve = [precision_recall(found_at(t))[:2] for t in np.linspace(0.02, 0.98, 13)]
+    found = found_at(confidence)
+    precision, recall, predicted = precision_recall(found)
+    fig = plt.figure(figsize=(3.2 + 1.9 * shown, 2.8))
+    grid = fig.add_gridspec(1, shown + 2)
+    ax = fig.add_subplot(grid[0, :2])
+    ax.plot([r for _, r in curve], [p for p, _ in curve], ".-", color="C0", lw=1, label="every confidence")
+    ax.plot([recall], [precision], "o", color="C1", ms=9, label=f"confidence {confidence:.2f}")
+    ax.set_xlabel("recall")
+    ax.set_ylabel("precision")
+    ax.set_xlim(0, 1.02)
+    ax.set_ylim(0, 1.02)
+    ax.legend(fontsize=7, loc="lower left")
+    ax.set_title(f"NMS at IoU {iou_threshold:.2f}", fontsize=9)
+    for k in range(shown):
+        f = found[k]
+        boxes_plot(images[k], f.boxes, [f"{class_names[int(c)]} {s:.2f}" for c, s in zip(f.labels, f.scores)],
+                   truths[k][0], ax=fig.add_subplot(grid[0, k + 2]), title=f"{len(f.boxes)} found, {len(truths[k][0])} true")
+    fig.tight_layout()
+    return {"precision": precision, "recall": recall, "detections": predicted}
+
+
+def detection_explorer(outputs: torch.Tensor, images: torch.Tensor, truths: Sequence[tuple[torch.Tensor, torch.Tensor]],
+                       image_size: int, class_names: Sequence[str]):
+    """``draw_detection_thresholds`` with sliders for the confidence and the NMS IoU threshold."""
+    import ipywidgets as w
+
+    confidence = w.FloatSlider(value=0.5, min=0.02, max=0.98, step=0.02, description="confidence", continuous_update=False)
+    overlap = w.FloatSlider(value=0.5, min=0.0, max=1.0, step=0.05, description="NMS IoU", continuous_update=False)
+    return explorer(draw_detection_thresholds, outputs=outputs, images=images, truths=truths, image_size=image_size,
+                    class_names=class_names, confidence=confidence, iou_threshold=overlap)

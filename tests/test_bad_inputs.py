@@ -32,8 +32,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from fmcourse import (audio, checkpoints, decoding, exercises, fairness, finetune, interpret, metrics, objectives,
-                      pretrain, privacy, tokenizers, train)
+from fmcourse import (audio, boxes, checkpoints, decoding, exercises, fairness, finetune, interpret, metrics, models,
+                      objectives, pretrain, privacy, tokenizers, train)
 from fmcourse import data as fdata
 from fmcourse import nn as fnn
 from fmcourse.data.recsys import ShopWorld, leave_last_out
@@ -695,6 +695,34 @@ CASES: list[Case] = [
     Case("exercises", "an exercise of unknown kind", lambda t: exercises.Exercise("e", lambda a: None, "", 1, 2, "",
                                                                                  kind="essay"),
          ValueError, "kind"),
+    Case("boxes", "a box with x2 < x1", lambda t: boxes.iou(torch.tensor([[4.0, 0, 2, 3]]), torch.zeros(1, 4)),
+         ValueError, r"x2 < x1"),
+    Case("boxes", "a box with y2 < y1", lambda t: boxes.box_area(torch.tensor([[0.0, 5, 2, 3]])), ValueError, r"y2 < y1"),
+    Case("boxes", "boxes of three numbers", lambda t: boxes.iou(torch.zeros(2, 3), torch.zeros(1, 4)), ValueError,
+         r"shape \(N, 4\)"),
+    Case("boxes", "an NMS threshold above 1", lambda t: boxes.nms(torch.zeros(2, 4), torch.zeros(2), 1.5),
+         ValueError, r"iou_threshold must be a number in \[0, 1\]"),
+    Case("boxes", "an NMS threshold below 0", lambda t: boxes.nms(torch.zeros(2, 4), torch.zeros(2), -0.1),
+         ValueError, r"iou_threshold must be a number in \[0, 1\]"),
+    Case("boxes", "a grid that does not divide the image", lambda t: boxes.encode_boxes(torch.zeros(1, 4), 32, 5),
+         ValueError, "dividing image_size"),
+    Case("models", "a ResNet given images of the wrong size", lambda t: models.ResNet(4)(torch.rand(2, 3, 8, 8)),
+         ValueError, r"expected images of shape \(B, 3, 16, 16\)"),
+    Case("models", "a detector given one-channel images",
+         lambda t: models.GridDetector()(torch.rand(2, 1, 32, 32)), ValueError, r"\(B, 3, 32, 32\)"),
+    Case("models", "a detector given integer images",
+         lambda t: models.GridDetector()(torch.zeros(2, 3, 32, 32, dtype=torch.uint8)), TypeError, "float tensor"),
+    Case("models", "a caption with an unknown word",
+         lambda t: models.caption_ids(["a small pink circle at the top left"]), ValueError,
+         "outside the shapes world's vocabulary"),
+    Case("models", "a caption that is too short to draw", lambda t: models.caption_ids(["a red circle"]),
+         ValueError, "8 words"),
+    Case("models", "two box centres in one detector cell",
+         lambda t: models.detection_targets([torch.tensor([[0.0, 0, 4, 4], [1, 1, 5, 5]])], [torch.tensor([0, 1])],
+                                                   32, 4), ValueError, "one cell"),
+    Case("data", "detection scenes too crowded to place",
+         lambda t: fdata.make_detection_scenes(2, image_size=16, max_objects=3, min_distance=30.0), ValueError,
+         "cannot place"),
 ]
 
 

@@ -260,7 +260,7 @@ def test_every_shipped_file_is_listed_with_its_size_and_sha256():
         data = (DATA / path).read_bytes()
         assert len(data) == size, f"{path}: {len(data)} bytes, README says {size}"
         assert hashlib.sha256(data).hexdigest() == digest, f"{path}: sha256 differs from README"
-    assert sum(size for size, _ in listed.values()) < 6_000_000, "keep the shipped files small"
+    assert sum(size for size, _ in listed.values()) < 8_000_000, "keep the shipped files small"
 
 
 def test_readme_gives_the_one_command_that_made_each_shipped_model():

@@ -94,3 +94,30 @@ def test_bad_input_is_refused_clearly():
         make_scenes(0)
     with pytest.raises(ValueError, match="unknown attribute"):
         make_scenes(3).attribute("texture")
+
+
+def test_detection_scenes_boxes_and_labels_agree_with_the_pixels():
+    from fmcourse.data.shapes import SHAPES, make_detection_scenes
+
+    scenes = make_detection_scenes(300, seed=5)
+    assert scenes.images.shape == (300, 3, 32, 32) and len(scenes.boxes) == len(scenes.labels) == 300
+    counts = torch.tensor([len(b) for b in scenes.boxes])
+    assert counts.min() == 1 and counts.max() == 3
+    for image, boxes, labels, colours in zip(scenes.images, scenes.boxes, scenes.labels, scenes.colours):
+        foreground = (image - BACKGROUND).abs().amax(0) > 0.25
+        covered = torch.zeros_like(foreground)
+        for box, label, colour in zip(boxes.long().tolist(), labels.tolist(), colours.tolist()):
+            x1, y1, x2, y2 = box
+            covered[y1:y2, x1:x2] = True
+            # the box with a one-pixel margin holds this shape alone: read it like a single scene
+            crop = torch.full((3, y2 - y1 + 2, x2 - x1 + 2), BACKGROUND)
+            ys, xs = slice(max(y1 - 1, 0), y2 + 1), slice(max(x1 - 1, 0), x2 + 1)
+            part = image[:, ys, xs]
+            crop[:, ys.start - (y1 - 1):ys.start - (y1 - 1) + part.shape[1], xs.start - (x1 - 1):xs.start - (x1 - 1) + part.shape[2]] = part
+            seen = read_scene(crop)
+            assert (seen["shape"], seen["colour"]) == (SHAPES[label], list(COLOURS)[colour])
+            rows, cols = torch.nonzero((crop - BACKGROUND).abs().amax(0) > 0.25, as_tuple=True)
+            assert (rows.min(), cols.min(), rows.max(), cols.max()) == (1, 1, y2 - y1, x2 - x1), "box is the tight box"
+        assert not (foreground & ~covered).any(), "every drawn pixel lies in a box"
+    again = make_detection_scenes(300, seed=5)
+    assert torch.equal(again.images, scenes.images) and all(torch.equal(a, b) for a, b in zip(again.boxes, scenes.boxes))

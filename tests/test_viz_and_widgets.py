@@ -139,3 +139,25 @@ def test_layer_diagram_draws_one_line_per_weight():
     assert len(ax.lines) == 12
     with pytest.raises(ValueError, match=r"bias must have shape \(3,\)"):
         viz.layer_diagram(torch.randn(3, 4), torch.zeros(4))
+
+
+# --- detection -----------------------------------------------------------------------------------
+
+def test_detection_thresholds_trade_precision_for_recall_on_perfect_and_noisy_outputs():
+    from fmcourse.data.shapes import SHAPES, make_detection_scenes
+    from fmcourse.models import detection_targets
+
+    scenes = make_detection_scenes(20, seed=0)
+    t = detection_targets(scenes.boxes, scenes.labels, 32, 4)
+    g = torch.Generator().manual_seed(0)
+    # objectness logits: +2 where an object is, noise elsewhere; exact boxes and classes
+    obj = t.has_object.float() * 4 - 2 + torch.randn(t.has_object.shape, generator=g)
+    classes = torch.nn.functional.one_hot(t.classes, 4).float() * 20
+    outputs = torch.cat([obj[..., None], t.codes, classes], -1)
+    truths = list(zip(scenes.boxes, scenes.labels))
+    strict = widgets.draw_detection_thresholds(outputs, scenes.images, truths, 32, SHAPES, confidence=0.9)
+    loose = widgets.draw_detection_thresholds(outputs, scenes.images, truths, 32, SHAPES, confidence=0.05)
+    assert loose["recall"] == 1.0 and loose["detections"] > strict["detections"], "a low threshold finds every box"
+    assert strict["precision"] >= loose["precision"] and strict["recall"] <= loose["recall"]
+    ax = viz.boxes_plot(scenes.images[0], scenes.boxes[0], ["a"] * len(scenes.boxes[0]), scenes.boxes[0])
+    assert len(ax.patches) == 2 * len(scenes.boxes[0])

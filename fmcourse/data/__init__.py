@@ -5,7 +5,8 @@
 - ``markov``: ``MarkovChain``, synthetic text whose entropy rate (the best possible loss) is known;
 - ``batches``: random windows for causal LM, BERT-style masking for masked LM;
 - ``registry``: pinned, checked, cached downloads; ``files``: atomic writes and checksums;
-- ``shapes``: a synthetic world of small images of shapes with exact captions;
+- ``shapes``: a synthetic world of small images of shapes with exact captions, and scenes of several
+  shapes with exact boxes;
 - ``augment``: random views of image batches (crop, rotation, blur, noise, erasing), in torch;
 - ``numbers``: English number words and their Chinese numerals (a parallel corpus with exact answers);
 - ``text_tasks``: prefixed text-to-text tasks (question answering over facts, translation, counting);
@@ -37,7 +38,7 @@ from fmcourse.data.registry import REGISTRY, ChecksumError, Download, fetch
 from fmcourse.data import speech
 from fmcourse.data.reversal import reversal_batch
 from fmcourse.data.shortcut import GROUP_NAMES, ShortcutWorld, best_shape_only_accuracy, shortcut_world
-from fmcourse.data.shapes import Scenes, caption, encode_captions, make_scenes
+from fmcourse.data.shapes import DetectionScenes, Scenes, caption, encode_captions, make_detection_scenes, make_scenes
 from fmcourse.data.text_tasks import TextExample, text_task_split
 
 __all__ = [
@@ -45,7 +46,7 @@ __all__ = [
     "IGNORE_INDEX", "causal_lm_batches", "causal_lm_eval_batches", "mask_tokens", "masked_lm_batches",
     "masked_lm_eval_batches", "clean_text", "pydoc_text", "read_text", "tiny_shakespeare", "train_val_split",
     "atomic_path", "sha256_file", "MarkovChain", "REGISTRY", "ChecksumError", "Download", "fetch",
-    "Augment", "affine", "erase", "gaussian_blur", "Scenes", "caption", "encode_captions", "make_scenes",
+    "Augment", "affine", "erase", "gaussian_blur", "DetectionScenes", "Scenes", "caption", "encode_captions", "make_detection_scenes", "make_scenes",
     "NumberSplit", "number_pairs", "number_vocab", "split_numbers", "to_chinese", "to_digits", "to_english",
     "PairVocab", "TextExample", "text_task_split", "LeaveLastOut", "ShopWorld", "leave_last_out", "speech",
     "reversal_batch", "GROUP_NAMES", "ShortcutWorld", "best_shape_only_accuracy", "shortcut_world",

@@ -1,5 +1,5 @@
 """Neural-network building blocks: attention (teaching and fast paths, self- and cross-attention),
-positions, Transformer blocks, LoRA adapters, the key/value cache for generation."""
+positions, Transformer blocks, convolutional and residual blocks, LoRA adapters, the key/value cache for generation."""
 
 from fmcourse.nn.attention import (
     CrossAttention,
@@ -12,12 +12,15 @@ from fmcourse.nn.attention import (
     padding_mask,
     set_fast_attention,
 )
+from fmcourse.nn.conv import ResidualBlock, conv_norm
 from fmcourse.nn.blocks import MLP, Block, mean_over_tokens
 from fmcourse.nn.lora import LoRALinear
 from fmcourse.nn.positional import Rotary, sinusoidal_positions
 
 __all__ = [
     "CrossAttention",
+    "ResidualBlock",
+    "conv_norm",
     "KVCache",
     "LayerKV",
     "mean_over_tokens",

@@ -1,6 +1,7 @@
 """The artifacts the course makes itself and ships inside the package: two pretrained language models,
-chapter 05's SimCLR digits encoder, and chapter 10's recommender comparison with its GPT over items.
-``README.md`` in this folder lists each file with its size, its sha256 and the one command that made it.
+chapter 05's SimCLR digits encoder, chapter 08's vision models, chapter 09's speech models and chapter 10's
+recommender comparison with its GPT over items. ``README.md`` in this folder lists each file with its
+size, its sha256 and the one command that made it.
 
 They are package data, so they are found the same way in a clone, an editable install and an installed
 wheel (Colab's ``pip install``): next to this file.

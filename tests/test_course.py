@@ -26,12 +26,13 @@ def test_every_ready_chapter_has_a_notebook_and_every_notebook_a_chapter():
 
 
 FLOORS = {
-    "env": 0, "chapters": 0, "shipped": 0, "data": 1,
+    "env": 0, "chapters": 0, "shipped": 0, "data": 1, "distributed": 1,
     "tokenizers": 2, "objectives": 2, "metrics": 2, "decoding": 2,
     "nn": 3, "models": 4,
-    "train": 5, "checkpoints": 5, "finetune": 5, "export": 5,
+    "train": 5, "checkpoints": 5, "finetune": 5, "export": 5, "compress": 5,
     "pretrain": 6,
     "viz": 6, "widgets": 6, "exercises": 6,
+    "scaling": 7,
 }
 
 

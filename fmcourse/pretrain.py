@@ -11,7 +11,9 @@ or from a shell, on a UTF-8 text file of your own (or on Python's documentation 
 which prints its progress and writes a checkpoint (``fmcourse.checkpoints``) and a few samples. It
 checks every argument, the output folder and the prompt before it trains, saves its training state
 as it goes (``DIR/training_state.pt``), and an interrupted run (Ctrl-C) continues with
-``python -m fmcourse.pretrain --resume DIR``.
+``python -m fmcourse.pretrain --resume DIR``. The same command trains data-parallel on several processes
+(and machines) under ``torchrun --nproc_per_node N -m fmcourse.pretrain ...`` (``fmcourse.distributed``):
+each process computes ``batch_size / N`` rows of every batch, and only rank 0 logs and writes files.
 
 1. **prepare**: clean the text, split it into training and validation paragraphs, train a tokenizer
    on the training part only (validation characters it never saw become ``<unk>``), encode both;

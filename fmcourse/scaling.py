@@ -25,8 +25,8 @@ from fmcourse.models import GPTConfig
 from fmcourse.models.cost import forward_flops, parameter_counts
 from fmcourse.pretrain import Settings, pretrain, prepare_for
 
-# (n_layer, d_model) of the sweep: 3.3 thousand to 450 thousand non-embedding parameters (2.1 decades)
-SIZES = ((1, 16), (2, 24), (2, 32), (2, 48), (3, 64), (4, 96))
+# (n_layer, d_model) of the sweep: 3.3 thousand to 150 thousand non-embedding parameters (1.7 decades)
+SIZES = ((1, 16), (2, 24), (2, 32), (2, 48), (3, 64))
 STEPS = (200, 400, 800, 1600)
 
 # Published exponents, for comparison (the papers' own fits on web text with BPE tokens).

@@ -16,6 +16,9 @@ steps and when interrupted with Ctrl-C, each time in one atomic write; ``fit(...
 resume=True)`` with the same arguments continues where it stopped, and gives the same weights as a
 run that was never interrupted (on a CPU; a batch function drawing from its own ``torch.Generator``
 names it in ``generators`` so the data stream continues too).
+
+Under ``torchrun`` pass a ``DistributedDataParallel`` model (``fmcourse.distributed.wrap``): the loop is
+the same on every process, and only rank 0 shows progress and writes the training state.
 """
 
 from __future__ import annotations

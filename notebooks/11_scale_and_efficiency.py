@@ -204,10 +204,14 @@ assert 0 < joint.optimal_N_exponent < 1, "a bigger budget buys both a bigger mod
 # middle size) and six sizes are not web text with BPE tokens over seven decades. What carries over is
 # the *form*: a smooth power law down to a floor, and a compute-optimal size that grows with the
 # budget at an exponent between 0 and 1. **A small rerun.** The two smallest sizes at the shortest
-# length, trained live, give the sweep's numbers again (the thread count may shift the last digits).
+# length, trained live with one thread as the sweep was, give the sweep's numbers again (another CPU
+# or torch version may shift the last digits).
 
 # %%
+threads = torch.get_num_threads()
+torch.set_num_threads(1)  # as the sweep ran; tiny models gain nothing from more threads
 rerun = scaling.sweep(pydoc_text(), sizes[:2], steps_list[:1], base=Settings(**info["settings"]))
+torch.set_num_threads(threads)
 for row in rerun:
     saved = next(r for r in runs if (r["n_layer"], r["d_model"], r["steps"]) == (row["n_layer"], row["d_model"],
                                                                                  row["steps"]))
@@ -241,7 +245,7 @@ for n_layer, d_model in sizes:
     print(f"{n_layer:>6} {d_model:>5} {scaling.non_embedding_parameters(config):>8,} {counted:>12.3g} {six_nd:>10.3g} "
           f"{counted / six_nd:>6.2f} {formula:>7.2f}")
 
-assert all(abs(r - f) / f < 0.05 for _, r, f in ratios), "the two counts differ by the attention and the head"
+assert all(abs(r - f) / f < 0.1 for _, r, f in ratios), "the two counts differ by the attention and the head"
 assert abs(ratios[-1][1] - 1) < 0.2, "for the largest model 6ND is within 20% of the full count"
 
 # %% [markdown] slideshow={"slide_type": "subslide"}
@@ -536,6 +540,7 @@ assert max(summary["distilled"]) < min(summary["scratch"]), "every distilled see
 student_config = GPTConfig(vocab_size=V, context_length=T, **distilled_runs["info"]["student"])
 settings = distilled_runs["info"]
 students = {}
+torch.set_num_threads(1)  # as the comparison ran
 for method in ("scratch", "distilled"):
     env.seed_everything(0)
     student = GPT(student_config)
@@ -549,6 +554,7 @@ for method in ("scratch", "distilled"):
     saved = next(r["report_loss"] for r in distilled_runs["runs"]
                  if (r["method"], r["lr"], r["seed"]) == (method, chosen[method], 0))
     print(f"{method:<9}: {evaluate(student, report):.3f} live, {saved:.3f} in the file ({students[method][1]:.1f} s)")
+torch.set_num_threads(threads)
 print(f"teacher {sum(p.numel() for p in teacher.parameters()):,} parameters, student "
       f"{sum(p.numel() for p in student.parameters()):,}")
 assert evaluate(students["distilled"][0], report) < evaluate(students["scratch"][0], report), \

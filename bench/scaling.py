@@ -1,6 +1,6 @@
 """The scaling sweep of chapter 11: GPTs of five sizes, each trained for four lengths, on Python's documentation.
 
-    OMP_NUM_THREADS=1 python bench/scaling.py            # about 10 minutes of one idle CPU core
+    OMP_NUM_THREADS=1 python bench/scaling.py            # about 7 minutes of one idle CPU core
     OMP_NUM_THREADS=1 python bench/scaling.py --fresh    # ignore the runs recorded so far
 
 Every run is ``fmcourse.pretrain`` with the default settings (batch 32, context 64, learning rate

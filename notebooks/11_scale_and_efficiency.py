@@ -93,7 +93,7 @@ device = env.get_device()
 # decayed the learning rate to the end of every run, $a \approx 0.5$ (grow size and data alike, about
 # 20 tokens per parameter), and trained Chinchilla, smaller than its rivals and better.
 #
-# Here: character-level GPTs of 6 sizes, from 3 thousand to 450 thousand non-embedding parameters
+# Here: character-level GPTs of 5 sizes, from 3 thousand to 150 thousand non-embedding parameters
 # ($N$ counts the Transformer blocks, not the embeddings, as Kaplan et al. do), each trained for 4
 # lengths, every run with its own warm-up and cosine decay to its end. The sweep,
 # `OMP_NUM_THREADS=1 python bench/scaling.py`, takes minutes; its results travel with the package.
@@ -134,8 +134,8 @@ assert longest[-1]["val_loss"] < longest[0]["val_loss"] - 0.2, "at the longest t
 # **Fitting $L(N)$.** For a given floor $E$ the law is a straight line in log-log axes,
 # $\log(L - E) = \log A - \alpha \log N$; `scaling.fit_power_law` solves that line exactly for every
 # floor on a grid and keeps the best (least squares in $\log L$). How sure is the exponent? Refit
-# on **bootstrap** resamplings of the six points: the spread of $\hat\alpha$ is the fit's uncertainty.
-# Six points and three parameters leave little room, so expect a wide interval.
+# on **bootstrap** resamplings of the five points: the spread of $\hat\alpha$ is the fit's uncertainty.
+# Five points and three parameters leave little room, so expect a wide interval.
 
 # %%
 N_long = torch.tensor([r["N"] for r in longest], dtype=torch.float64)
@@ -201,7 +201,7 @@ assert 0 < joint.optimal_N_exponent < 1, "a bigger budget buys both a bigger mod
 # %% [markdown] slideshow={"slide_type": "subslide"}
 # Set beside the published exponents, the toy numbers differ, and should: a character-level model of
 # one small corpus, a few thousand steps, one learning rate for every size (the default tuned for the
-# middle size) and six sizes are not web text with BPE tokens over seven decades. What carries over is
+# middle size) and five sizes are not web text with BPE tokens over seven decades. What carries over is
 # the *form*: a smooth power law down to a floor, and a compute-optimal size that grows with the
 # budget at an exponent between 0 and 1. **A small rerun.** The two smallest sizes at the shortest
 # length, trained live with one thread as the sweep was, give the sweep's numbers again (another CPU

@@ -541,8 +541,11 @@ assert max(summary["distilled"]) < min(summary["scratch"]), "every distilled see
 student_config = GPTConfig(vocab_size=V, context_length=T, **distilled_runs["info"]["student"])
 settings = distilled_runs["info"]
 students = {}
-torch.set_num_threads(1)  # as the comparison ran
-for method in ("scratch", "distilled"):
+
+
+def train_student(method):
+    """Seed 0 of ``method`` at its chosen learning rate, with one thread as the comparison ran."""
+    torch.set_num_threads(1)
     env.seed_everything(0)
     student = GPT(student_config)
     loss_fn = compress.distillation(teacher, settings["temperature"], settings["alpha"]) if method == "distilled" \
@@ -551,15 +554,24 @@ for method in ("scratch", "distilled"):
     start = time.perf_counter()
     fit(student, batches, loss_fn, steps=settings["steps"], lr=chosen[method], warmup_steps=settings["steps"] // 10,
         plot=False, progress=False, device="cpu")
+    torch.set_num_threads(threads)
     students[method] = (student, time.perf_counter() - start)
     saved = next(r["report_loss"] for r in distilled_runs["runs"]
                  if (r["method"], r["lr"], r["seed"]) == (method, chosen[method], 0))
-    print(f"{method:<9}: {evaluate(student, report):.3f} live, {saved:.3f} in the file ({students[method][1]:.1f} s)")
-torch.set_num_threads(threads)
+    live = evaluate(student, report)
+    print(f"{method:<9}: {live:.3f} live, {saved:.3f} in the file ({students[method][1]:.1f} s)")
+    return live
+
+
+scratch_loss = train_student("scratch")
+assert abs(scratch_loss - next(r["report_loss"] for r in distilled_runs["runs"] if
+                               (r["method"], r["lr"], r["seed"]) == ("scratch", chosen["scratch"], 0))) < 0.05
+
+# %%
+distilled_loss = train_student("distilled")
 print(f"teacher {sum(p.numel() for p in teacher.parameters()):,} parameters, student "
-      f"{sum(p.numel() for p in student.parameters()):,}")
-assert evaluate(students["distilled"][0], report) < evaluate(students["scratch"][0], report), \
-    "the distilled student beats the same student trained from scratch for the same steps"
+      f"{sum(p.numel() for p in students['distilled'][0].parameters()):,}")
+assert distilled_loss < scratch_loss, "the distilled student beats the same student trained from scratch for the same steps"
 
 # %% [markdown] slideshow={"slide_type": "subslide"}
 # **bfloat16.** bf16 keeps float32's 8 exponent bits (the same range) and only 7 mantissa bits

@@ -40,7 +40,7 @@ CHAPTERS = (
     Chapter("09_applications_speech", "Applications: speech", "6.3 语音识别", "ready", "45 s", extras=("speech",)),
     Chapter("10_applications_recommendation", "Applications: recommendation", "3.4 算法应用领域 (推荐系统)", "ready", "45 s"),
     Chapter("11_scale_and_efficiency", "Scale and efficiency", "1.2 研究现状 (模型压缩与加速), 4.4 常见问题解答, 8.2 未来发展趋势, 8.3 面临的挑战",
-            "planned"),
+            "ready", "90 s"),
     Chapter("12_trust", "Trust: interpretability, fairness, privacy", "1.2 研究现状 (可解释性), 8.2 未来发展趋势, 8.3 面临的挑战", "ready", "70 s",
             extras=("sentence",)),
     Chapter("13_faq_and_resources", "FAQ, resources and glossary", "4.4 常见问题解答, 7 工具和资源推荐, 9 附录：常见问题与解答", "ready", "45 s",

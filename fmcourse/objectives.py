@@ -4,6 +4,7 @@
     loss = mse(predictions, targets)               # any shape, the same for both
     loss = nt_xent(z1, z2, temperature=0.5)        # two views (N, D) each: SimCLR's contrastive loss
     loss = clip_loss(images, texts, temperature)   # (N, D) each, pair i matches: CLIP's symmetric loss
+    loss = distillation_loss(student_logits, teacher_logits, temperature=2.0)   # (..., C) each: knowledge distillation
 
 Each function is written from its formula and agrees with its torch counterpart (``F.mse_loss``,
 ``F.cross_entropy``, ``torch.softmax``, ``torch.log_softmax``, ``torch.logsumexp``) in value and
@@ -284,3 +285,28 @@ def clip_loss(image_embeddings: torch.Tensor, text_embeddings: torch.Tensor,
     _check_pairs("image_embeddings", image_embeddings, "text_embeddings", text_embeddings)
     return (info_nce(image_embeddings, text_embeddings, temperature)
             + info_nce(text_embeddings, image_embeddings, temperature)) / 2
+
+
+def distillation_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor | None = None,
+                      temperature: float = 1.0, *, teacher_probs: torch.Tensor | None = None) -> torch.Tensor:
+    """Knowledge distillation (Hinton et al. 2015): the cross-entropy from the teacher's softened
+    distribution to the student's, times ``temperature²``.
+
+    ``student_logits`` (..., C); the teacher as ``teacher_logits`` (..., C), softened to
+    ``softmax(teacher_logits / temperature)``, or directly as ``teacher_probs`` (..., C), each row a
+    distribution. The loss is ``T² · cross_entropy(student_logits / T, p_teacher)`` (mean over
+    positions); the factor ``T²`` keeps the gradients' size about the same at every temperature. With
+    ``T = 1`` and one-hot teacher probabilities it is the ordinary cross-entropy with those labels.
+    """
+    _check_floating("student_logits", student_logits)
+    _check_temperature(temperature)
+    if (teacher_logits is None) == (teacher_probs is None):
+        raise ValueError("give exactly one of teacher_logits or teacher_probs")
+    teacher = teacher_logits if teacher_probs is None else teacher_probs
+    _check_floating("the teacher", teacher)
+    if teacher.shape != student_logits.shape:
+        raise ValueError(f"the teacher's shape {tuple(teacher.shape)} differs from the student's "
+                         f"{tuple(student_logits.shape)}: both are (..., C) over the same classes")
+    if teacher_probs is None:
+        teacher_probs = softmax(teacher_logits.detach() / temperature)
+    return temperature**2 * cross_entropy(student_logits / temperature, teacher_probs)

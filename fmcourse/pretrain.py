@@ -11,7 +11,9 @@ or from a shell, on a UTF-8 text file of your own (or on Python's documentation 
 which prints its progress and writes a checkpoint (``fmcourse.checkpoints``) and a few samples. It
 checks every argument, the output folder and the prompt before it trains, saves its training state
 as it goes (``DIR/training_state.pt``), and an interrupted run (Ctrl-C) continues with
-``python -m fmcourse.pretrain --resume DIR``.
+``python -m fmcourse.pretrain --resume DIR``. The same command trains data-parallel on several processes
+(and machines) under ``torchrun --nproc_per_node N -m fmcourse.pretrain ...`` (``fmcourse.distributed``):
+each process computes ``batch_size / N`` rows of every batch, and only rank 0 logs and writes files.
 
 1. **prepare**: clean the text, split it into training and validation paragraphs, train a tokenizer
    on the training part only (validation characters it never saw become ``<unk>``), encode both;
@@ -38,7 +40,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from fmcourse import checkpoints, env, shipped
+from fmcourse import checkpoints, distributed, env, shipped
 from fmcourse.data.files import atomic_path
 from fmcourse.data import (
     causal_lm_batches,
@@ -209,6 +211,8 @@ def pretrain(text: str, settings: Settings | None = None, *, device: torch.devic
     Raises ``ValueError`` naming the numbers when the text is too short for the context length.
     ``corpus`` is ``prepare_for(text, settings)`` when the caller has made it already;
     ``checkpoint``, ``checkpoint_every`` and ``resume`` go to ``fit`` (a resumable run).
+    Under ``torchrun`` it trains data-parallel (``fmcourse.distributed``): each of the processes computes
+    ``batch_size / world_size`` rows of every batch, which must divide evenly.
     """
     settings = dataclasses.replace(settings or Settings(), **overrides)
     masked = settings.objective == "masked"
@@ -222,6 +226,9 @@ def pretrain(text: str, settings: Settings | None = None, *, device: torch.devic
                 f"context_length={settings.context_length} needs: give more text, or a smaller context_length"
             )
     tok = corpus.tokenizer
+    if distributed.launched():  # under torchrun: this process's device and its share of each batch
+        device = distributed.init(device)
+        distributed.local_batch_size(settings.batch_size)
     env.seed_everything(settings.seed)
     model = build_model(settings, tok.vocab_size)
     generator = torch.Generator().manual_seed(settings.seed)
@@ -235,10 +242,14 @@ def pretrain(text: str, settings: Settings | None = None, *, device: torch.devic
     else:
         train_batches = causal_lm_batches(corpus.train, B, T, generator=generator)
         val_batches = causal_lm_eval_batches(corpus.val, B, T, max_batches=settings.eval_batches)
+    if distributed.launched():  # every process draws the same global batch and trains on its rows of it
+        train_batches = distributed.shard(train_batches)
+        model = distributed.wrap(model, torch.device(device))
     history = fit(model, train_batches, steps=settings.steps, lr=settings.lr, warmup_steps=settings.warmup_steps,
                   val_data=val_batches, eval_every=max(1, settings.steps // settings.evaluations), device=device,
                   plot=plot, progress=progress, checkpoint=checkpoint, checkpoint_every=checkpoint_every,
                   resume=resume, generators=[generator])
+    model = distributed.unwrap(model)
     model.tokenizer_sha256 = checkpoints.tokenizer_fingerprint(tok)  # lets ``sample`` refuse another tokenizer
     unigram = unigram_loss(corpus.train, corpus.val, tok.vocab_size)
     return Pretrained(model, corpus, settings, history, unigram)
@@ -500,6 +511,7 @@ def _resumed_arguments(parser: argparse.ArgumentParser, args: argparse.Namespace
 def main(argv: list[str] | None = None) -> int:
     """``python -m fmcourse.pretrain``: check everything, train (resumably), write the checkpoint and samples."""
     parser = _parser()
+    distributed.silence_other_ranks()  # under torchrun only rank 0 logs
     argv = sys.argv[1:] if argv is None else list(argv)
     args = parser.parse_args(argv)
     try:
@@ -531,8 +543,10 @@ def main(argv: list[str] | None = None) -> int:
         corpus = prepare_for(text, settings)
         if settings.objective == "causal":
             encode_prompt(corpus.tokenizer, args.prompt)  # a character seen in validation only fails here
-        args.out.mkdir(parents=True, exist_ok=True)
-        if args.resume is None:
+        if not distributed.is_main():
+            pass  # under torchrun only rank 0 writes files
+        elif args.resume is None:
+            args.out.mkdir(parents=True, exist_ok=True)
             arguments = {key: (str(value.absolute()) if isinstance(value, Path) else value)
                          for key, value in vars(args).items() if key not in ("out", "resume", "device")}
             arguments["text_sha256"] = _text_sha256(text)
@@ -557,6 +571,9 @@ def main(argv: list[str] | None = None) -> int:
             error = f"{error}\nthe last saved state is {state} ({_steps_done(state)} of {args.steps} steps); " \
                     f"continue with\n  python -m fmcourse.pretrain --resume {args.out}"
         parser.exit(2, f"{parser.prog}: error: {error}\n")  # a clear message and exit status 2, no traceback
+    if not distributed.is_main():  # the other processes of a torchrun launch are done
+        distributed.close()
+        return 0
     summary = result.summary()
     history = result.history
     for step, loss in zip(history.val_steps, history.val_loss):
@@ -579,6 +596,7 @@ def main(argv: list[str] | None = None) -> int:
         (args.out / name).unlink(missing_ok=True)
     print(f"wrote {args.out / checkpoints.WEIGHTS}, {args.out / checkpoints.MANIFEST} and {args.out / 'samples.txt'}")
     print(samples[0] if samples else "")
+    distributed.close()
     return 0
 
 

@@ -16,6 +16,9 @@ steps and when interrupted with Ctrl-C, each time in one atomic write; ``fit(...
 resume=True)`` with the same arguments continues where it stopped, and gives the same weights as a
 run that was never interrupted (on a CPU; a batch function drawing from its own ``torch.Generator``
 names it in ``generators`` so the data stream continues too).
+
+Under ``torchrun`` pass a ``DistributedDataParallel`` model (``fmcourse.distributed.wrap``): the loop is
+the same on every process, and only rank 0 shows progress and writes the training state.
 """
 
 from __future__ import annotations
@@ -39,7 +42,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from fmcourse import env
+from fmcourse import distributed, env
 from fmcourse.data.files import atomic_path
 
 Batch = torch.Tensor | tuple | list
@@ -351,7 +354,8 @@ def fit(
         live = LiveCurves() if plot and env.in_jupyter() and not env.headless() else None
         from tqdm.auto import tqdm
 
-        bar = tqdm(total=steps, initial=first, disable=not progress or env.headless(), desc="training", leave=False)
+        bar = tqdm(total=steps, initial=first, disable=not progress or env.headless() or not distributed.is_main(),
+                   desc="training", leave=False)
         start = time.perf_counter()
         if callable(train_data):
             batches = _batches(train_data, steps - first)
@@ -382,8 +386,9 @@ def fit(
             history.seconds = earlier_seconds + time.perf_counter() - start
             if live:
                 live.update(history, force=step + 1 == steps)
-            if checkpoint is not None and ((step + 1) % checkpoint_every == 0 or step + 1 == steps or interrupted):
-                save_state(step + 1)
+            if checkpoint is not None and distributed.is_main() and (
+                    (step + 1) % checkpoint_every == 0 or step + 1 == steps or interrupted):
+                save_state(step + 1)  # under torchrun every process holds the same state: rank 0 writes it
             if interrupted:
                 bar.close()
                 raise KeyboardInterrupt(f"training interrupted after step {step + 1} of {steps}; its state is saved in "

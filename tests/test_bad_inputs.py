@@ -32,8 +32,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from fmcourse import (audio, boxes, checkpoints, decoding, exercises, fairness, finetune, interpret, metrics, models,
-                      objectives, pretrain, privacy, tokenizers, train)
+from fmcourse import (audio, boxes, checkpoints, compress, decoding, distributed, exercises, fairness, finetune, interpret,
+                      metrics, models, objectives, pretrain, privacy, scaling, tokenizers, train)
 from fmcourse import data as fdata
 from fmcourse import nn as fnn
 from fmcourse.data.recsys import ShopWorld, leave_last_out
@@ -683,6 +683,25 @@ CASES: list[Case] = [
     Case("privacy", "a secret with characters outside the alphabet",
          lambda t: privacy.exposure(tiny_gpt(), char_tok("0123456789ab"), "ab", "12x4"), ValueError, "over the alphabet"),
     Case("privacy", "exposure of a never-seen secret is near zero", exposure_of_an_unseen_secret_is_small),
+    # distributed training, scaling laws, compression
+    Case("distributed", "a batch that the processes cannot share evenly",
+         lambda t: distributed.local_batch_size(32, 3), ValueError, "multiple of 3"),
+    Case("distributed", "joining a process group without a launcher",
+         lambda t: without_launcher(distributed.init), RuntimeError, "not started by a launcher.*torchrun"),
+    Case("scaling", "a power law fitted to two points", lambda t: scaling.fit_power_law([1e3, 1e4], [2.0, 1.5]),
+         ValueError, "at least 3"),
+    Case("scaling", "a power law fitted to a loss of 0",
+         lambda t: scaling.fit_power_law([1e3, 1e4, 1e5], [2.0, 1.5, 0.0]), ValueError, "positive"),
+    Case("scaling", "memory of ZeRO stage 4", lambda t: scaling.training_memory(1e9, world=8, stage=4), ValueError,
+         "stage"),
+    Case("compress", "pruning at sparsity 1", lambda t: compress.prune(tiny_gpt(), 1.0), ValueError, r"\[0, 1\)"),
+    Case("compress", "pruning at a negative sparsity", lambda t: compress.prune(tiny_gpt(), -0.2), ValueError,
+         r"\[0, 1\)"),
+    Case("compress", "quantizing something that is not a model", lambda t: compress.quantize("gpt.safetensors"),
+         TypeError, "Module"),
+    Case("objectives", "distillation with both teacher logits and probabilities",
+         lambda t: objectives.distillation_loss(torch.randn(2, 3), torch.randn(2, 3),
+                                                teacher_probs=torch.full((2, 3), 1 / 3)), ValueError, "exactly one"),
     # exercises
     Case("exercises", "an endless loop in the student's function is stopped", endless_loop_is_stopped),
     Case("exercises", "an endless loop outside the main thread is abandoned", endless_loop_in_a_thread_is_abandoned),
@@ -724,6 +743,17 @@ CASES: list[Case] = [
          lambda t: fdata.make_detection_scenes(2, image_size=16, max_objects=3, min_distance=30.0), ValueError,
          "cannot place"),
 ]
+
+
+def without_launcher(function: Callable[[], object]) -> object:
+    """Call ``function`` with the variables a launcher (torchrun) sets removed from the environment."""
+    import os
+
+    saved = {name: os.environ.pop(name) for name in distributed.LAUNCHER_VARIABLES if name in os.environ}
+    try:
+        return function()
+    finally:
+        os.environ.update(saved)
 
 
 def _check(condition: bool) -> None:

@@ -248,3 +248,28 @@ def test_cross_entropy_rejects_integer_logits_and_scalars():
         cross_entropy(torch.zeros(4, 10, dtype=torch.long), torch.zeros(4, dtype=torch.long))
     with pytest.raises(ValueError, match="class dimension"):
         cross_entropy(torch.tensor(1.0), torch.tensor(0))
+
+
+def test_distillation_loss_is_cross_entropy_for_one_hot_targets_at_temperature_1():
+    from fmcourse.objectives import distillation_loss
+
+    g = torch.Generator().manual_seed(0)
+    logits, labels = torch.randn(3, 5, 7, generator=g), torch.randint(0, 7, (3, 5), generator=g)
+    one_hot = F.one_hot(labels, 7).float()
+    got = distillation_loss(logits, teacher_probs=one_hot, temperature=1.0)
+    torch.testing.assert_close(got, F.cross_entropy(logits.flatten(0, 1), labels.flatten()))
+
+
+@pytest.mark.parametrize("temperature", [0.5, 1.0, 2.0, 4.0])
+def test_distillation_loss_is_t_squared_kl_plus_the_teachers_entropy(temperature):
+    from fmcourse.objectives import distillation_loss
+
+    g = torch.Generator().manual_seed(1)
+    student, teacher = torch.randn(6, 9, generator=g, requires_grad=True), torch.randn(6, 9, generator=g)
+    p = torch.softmax(teacher / temperature, -1)
+    kl = F.kl_div(torch.log_softmax(student / temperature, -1), p, reduction="batchmean")
+    entropy = -(p * p.log()).sum(-1).mean()
+    got = distillation_loss(student, teacher, temperature)
+    torch.testing.assert_close(got, temperature**2 * (kl + entropy))
+    got.backward()  # the teacher gets no gradient, the student does
+    assert student.grad is not None and teacher.grad is None

@@ -267,8 +267,7 @@ def fit(
     and the time of one more validation kept for the last one), and the schedule is fitted to that
     estimate, so the last step runs at ``min_lr_ratio * lr`` and the run stops within about one step
     of the budget. It validates ``evaluations`` times, evenly over the budget, unless ``eval_every``
-    is given. The warm-up keeps its ``warmup_steps``, shortened to at most half the run when the
-    budget is too short for it. ``compile`` compiles the model first (``compile_model``). In JupyterLab,
+    is given. The warm-up keeps its ``warmup_steps``. ``compile`` compiles the model first (``compile_model``). In JupyterLab,
     ``plot`` draws live curves; under the test suite (FMCOURSE_HEADLESS=1) it draws the final curves
     once; in a script it draws nothing. ``progress`` shows a tqdm bar unless headless.
 
@@ -456,26 +455,37 @@ class _Budget:
         self.seconds, self.spent = seconds, spent
         self.start = time.perf_counter() if start is None else start  # a perf_counter() reading
         self.reserve = 0.0  # seconds kept for the last validation (the longest one so far)
+        self.marks: list[tuple[int, float]] = []  # (steps done, seconds elapsed) at this call's start and first step
 
     def elapsed(self) -> float:
         return self.spent + time.perf_counter() - self.start
 
     def total(self, done: int) -> int:
         """The estimated number of steps of the whole run, ``done`` of them made: ``done`` plus as many
-        steps of the mean duration so far as the time left holds (``done`` itself when none fits).
-        Before the first step, nothing is known: a very large number (the first step always runs)."""
-        if done == 0:
-            return sys.maxsize
+        steps as the time left holds, at the mean duration of this call's steps after its first (which
+        carries one-time costs); ``done`` itself when none fits. Before the first step nothing is known:
+        a very large number (the first step always runs)."""
         elapsed = self.elapsed()
-        return done + max(0, int((self.seconds - elapsed - self.reserve) / (elapsed / done)))
+        if not self.marks:  # the first call: no step made yet, or the steps of an interrupted run
+            self.marks.append((done, elapsed))
+            if done == 0:
+                return sys.maxsize
+            mean = elapsed / done
+        else:
+            if len(self.marks) == 1:
+                self.marks.append((done, elapsed))  # the end of this call's first step
+            since = self.marks[0] if done == self.marks[1][0] else self.marks[1]
+            mean = (elapsed - since[1]) / (done - since[0])
+        return done + max(0, int((self.seconds - elapsed - self.reserve) / max(mean, 1e-9)))
 
 
 def _budget_lr(step: int, total: int, base_lr: float, warmup_steps: int, min_ratio: float) -> float:
     """The learning rate of a time-budget run at ``step`` of an estimated ``total``: ``lr_at``'s warm-up
-    (at most half the run) and cosine, reaching ``min_ratio * base_lr`` exactly at the last step."""
-    if total == sys.maxsize:
-        return lr_at(step, total, base_lr, warmup_steps, min_ratio)
-    return lr_at(step, total - 1, base_lr, min(warmup_steps, (total - 1) // 2), min_ratio)
+    and cosine, reaching ``min_ratio * base_lr`` exactly at the last step (even when the budget is too
+    short for the warm-up)."""
+    if step >= total - 1:
+        return min_ratio * base_lr
+    return lr_at(step, total - 1, base_lr, warmup_steps, min_ratio)
 
 
 def compile_model(model: nn.Module, device: torch.device | str | None = None) -> bool:
@@ -487,6 +497,8 @@ def compile_model(model: nn.Module, device: torch.device | str | None = None) ->
     is and returns False, so code that asks for compilation runs everywhere.
     """
     device = torch.device(device) if device is not None else next(model.parameters()).device
+    if getattr(model, "_compiled_call_impl", None) is not None:  # compiled already
+        return True
     reason = _cannot_compile(device)
     if reason:
         import warnings

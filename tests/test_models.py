@@ -10,7 +10,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from fmcourse import checkpoints, viz, widgets
 from fmcourse.models import GPT, Encoder, EncoderConfig, GPTConfig, forward_flops, parameter_counts
 from fmcourse.nn import set_fast_attention
-from fmcourse.train import fit, supervised
+from fmcourse.train import _cannot_compile, compile_model, fit, supervised
 
 POSITIONAL = ["learned", "sinusoidal", "rotary"]
 
@@ -200,3 +200,21 @@ def test_cuda_matches_cpu_on_both_paths():
         torch.testing.assert_close(model(idx.cuda()).cpu(), expected, atol=1e-4, rtol=1e-4)
         with torch.autocast("cuda", dtype=torch.bfloat16):
             torch.testing.assert_close(model(idx.cuda()).float().cpu(), expected, atol=0.05, rtol=0.05)
+
+
+@pytest.mark.skipif(_cannot_compile(torch.device("cpu")) is not None, reason="torch.compile cannot work here")
+def test_compiled_and_uncompiled_gpt_give_the_same_logits_and_gradients():
+    model = tiny(n_layer=1)
+    idx = torch.randint(0, 23, (2, 16), generator=torch.Generator().manual_seed(1))
+    expected = model(idx)
+    expected.square().mean().backward()
+    expected_grads = [p.grad.clone() for p in model.parameters()]
+    names = list(model.state_dict())
+    model.zero_grad()
+    assert compile_model(model)
+    logits = model(idx)
+    logits.square().mean().backward()
+    torch.testing.assert_close(logits, expected, atol=1e-5, rtol=1e-5)
+    for grad, reference in zip([p.grad for p in model.parameters()], expected_grads):
+        torch.testing.assert_close(grad, reference, atol=1e-5, rtol=1e-4)
+    assert list(model.state_dict()) == names, "compiling keeps the state-dict names (checkpoints load unchanged)"

@@ -203,18 +203,12 @@ def test_cuda_matches_cpu_on_both_paths():
 
 
 @pytest.mark.skipif(_cannot_compile(torch.device("cpu")) is not None, reason="torch.compile cannot work here")
-def test_compiled_and_uncompiled_gpt_give_the_same_logits_and_gradients():
+def test_compiled_and_uncompiled_gpt_give_the_same_logits():
     model = tiny(n_layer=1)
     idx = torch.randint(0, 23, (2, 16), generator=torch.Generator().manual_seed(1))
-    expected = model(idx)
-    expected.square().mean().backward()
-    expected_grads = [p.grad.clone() for p in model.parameters()]
     names = list(model.state_dict())
-    model.zero_grad()
-    assert compile_model(model)
-    logits = model(idx)
-    logits.square().mean().backward()
-    torch.testing.assert_close(logits, expected, atol=1e-5, rtol=1e-5)
-    for grad, reference in zip([p.grad for p in model.parameters()], expected_grads):
-        torch.testing.assert_close(grad, reference, atol=1e-5, rtol=1e-4)
+    with torch.no_grad():  # the forward graph only: compiling the backward too doubles the test's time
+        expected = model(idx)
+        assert compile_model(model)
+        torch.testing.assert_close(model(idx), expected, atol=1e-5, rtol=1e-5)
     assert list(model.state_dict()) == names, "compiling keeps the state-dict names (checkpoints load unchanged)"

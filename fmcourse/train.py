@@ -8,7 +8,8 @@ batch (random windows of a corpus, say). A batch is a tensor or a tuple of tenso
 batch)`` turns it into a scalar loss. The loop moves the model and each batch to the device, runs the
 forward pass under bf16 autocast on CUDA, clips gradients, follows a warm-up + cosine learning-rate
 schedule, shows a progress bar and live train/validation curves in JupyterLab, and returns a
-``History``.
+``History``. ``fit(..., minutes=3)`` trains for a wall-clock budget instead of a number of steps, with
+the schedule fitted to the steps that fit.
 
 Long runs can be resumed: with ``checkpoint="runs/state.pt"`` the loop saves its whole state (model,
 optimizer, position in the schedule, random-number generators, history) every ``checkpoint_every``

@@ -55,9 +55,11 @@ from fmcourse.train import _cannot_compile, adamw, compile_model, fit, lr_at, su
 RESULTS = Path(__file__).resolve().parent / "results" / "peer_throughput.md"
 VOCAB = 65  # a character vocabulary
 SIZES = {
-    "small": dict(config=GPTConfig(vocab_size=VOCAB, context_length=64, n_layer=4, n_head=4, d_model=128), batch=12, steps=20),
-    "wide": dict(config=GPTConfig(vocab_size=VOCAB, context_length=256, n_layer=6, n_head=6, d_model=384), batch=4, steps=3),
-}
+    "small": dict(config=GPTConfig(vocab_size=VOCAB, context_length=64, n_layer=4, n_head=4, d_model=128), batch=12, steps=20,
+                  target=1.3),
+    "wide": dict(config=GPTConfig(vocab_size=VOCAB, context_length=256, n_layer=6, n_head=6, d_model=384), batch=4, steps=3,
+                 target=1.0),
+}  # target: the ratio of steps per second against GPT2LMHeadModel that fmcourse's `fit` aims at
 LR = 1e-3
 CHECK_STEPS = 5  # steps whose losses are compared between the two models
 
@@ -236,6 +238,9 @@ def main() -> None:
                          f"{memory['hf']:.0f} MB.")
         lines.append(f"Losses of the first {CHECK_STEPS} steps from the same weights on the same batches (`fit` "
                      f"on the course's GPT, the plain loop on GPT-2): largest difference {difference:.1e}.")
+        ratio = rate["fmcourse `fit`"] / baseline
+        lines.append(f"Target {spec['target']:.1f}×: " + ("met." if ratio >= spec["target"] else
+                     f"not met, by {spec['target'] - ratio:.2f} (the measured ratio is {ratio:.2f}×)."))
         sections.append("\n".join(lines))
 
     where = (torch.cuda.get_device_name(device) if device.type == "cuda" else
@@ -250,7 +255,13 @@ def main() -> None:
         f"alternating rounds; the contestants are described in the script's docstring. "
         f"{'' if compiled else 'No compiled contestant: ' + (_cannot_compile(device) or 'not asked for (--compile)') + '. '}"
         f"On a machine shared with other work the ratios, measured side by side, mean more than the rates.",
-        *sections, "",
+        *sections,
+        "What differs: both models run the same matrix products (the same BLAS) and the same "
+        "`F.scaled_dot_product_attention` kernel, so the model alone is close to GPT-2 (its plain-loop ratio). "
+        "`fit` adds AdamW's fused kernel (one pass over each tensor instead of several operations per "
+        "parameter) and gradient clipping in one multi-tensor call; they matter most where a step is short "
+        "(the small size) and least where the matrix products dominate (the wide one). "
+        "`torch.compile` (`--compile`) is left out by default: on a 2-core CPU compiling takes minutes.", "",
     ])
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(text)

@@ -364,6 +364,7 @@ def fit(
         model.eval()
         return history
     clock = _Budget(budget, spent, entered) if budget is not None else None
+    foreach = _foreach_ok(model)  # gradient clipping in one multi-tensor call where torch can
     evaluated = sum(s >= offset for s in history.val_steps)  # validations of this stage so far
 
     def save_state(done: int) -> None:
@@ -407,7 +408,7 @@ def fit(
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             if grad_clip is not None:
-                nn.utils.clip_grad_norm_(model.parameters(), grad_clip, foreach=_foreach_ok(model))
+                nn.utils.clip_grad_norm_(model.parameters(), grad_clip, foreach=foreach)
             optimizer.step()
 
             history.steps.append(offset + step)

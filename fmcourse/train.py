@@ -268,7 +268,9 @@ def fit(
     and the time of one more validation kept for the last one), and the schedule is fitted to that
     estimate, so the last step runs at ``min_lr_ratio * lr`` and the run stops within about one step
     of the budget. It validates ``evaluations`` times, evenly over the budget, unless ``eval_every``
-    is given. The warm-up keeps its ``warmup_steps``. ``compile`` compiles the model first (``compile_model``). In JupyterLab,
+    is given. The warm-up keeps its ``warmup_steps``.
+
+    ``compile`` compiles the model in place first (``compile_model``; it stays compiled). In JupyterLab,
     ``plot`` draws live curves; under the test suite (FMCOURSE_HEADLESS=1) it draws the final curves
     once; in a script it draws nothing. ``progress`` shows a tqdm bar unless headless.
 

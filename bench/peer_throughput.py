@@ -11,7 +11,7 @@ with AdamW at the same learning rate and schedule, gradients clipped at 1, on th
 - **fmcourse `fit`**: the course's GPT trained by ``fmcourse.train.fit`` (what a student runs);
 - **fmcourse `fit`, compiled** (with ``--compile``): the same with ``compile=True`` (when a C++
   compiler is there; the compilation itself, on the first steps, is not timed but reported; it takes
-  minutes on a 2-core CPU, so it is left out by default);
+  tens of seconds a size on a 2-core CPU, so it is left out by default);
 - **fmcourse GPT, plain loop**: the course's GPT in the loop a student would write (below);
 - **GPT2LMHeadModel, plain loop**: ``transformers``' GPT-2 (SDPA attention) in that loop with
   ``torch.optim.AdamW``'s defaults: the implementation a student would otherwise use;
@@ -287,7 +287,7 @@ def main() -> None:
         "parameter) and gradient clipping in one multi-tensor call (compare its row with the course's GPT in the plain loop). "
         "Against GPT-2 set up with both of these (its last row), what is left is the rest of the model's "
         "code, and the ratio says how much that is worth. "
-        "`torch.compile` (`--compile`) is left out by default: on a 2-core CPU compiling takes minutes.", "",
+        "`torch.compile` (`--compile`) is left out by default: on a 2-core CPU compiling takes tens of seconds a size.", "",
     ])
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(text)

@@ -14,9 +14,10 @@ import os
 import platform
 from pathlib import Path
 
-# OpenMP threads that spin while waiting for each other collapse (tens of times slower) when another
-# process holds a core; passive waiting keeps a shared machine's numbers meaningful. Read at torch import.
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+# A bounded spin, as `make lab`, `make test` and `make bench` set it: close to the fastest on an idle
+# machine, no collapse on a busy one (bench/results/threads.md); a setting of your own wins.
+if "OMP_WAIT_POLICY" not in os.environ:
+    os.environ.setdefault("GOMP_SPINCOUNT", "100000")
 
 import torch  # noqa: E402
 
@@ -66,7 +67,8 @@ def main() -> None:
         rows.append(f"| {name} | {rate[fast]:.1f} | {rate[fast] * tokens_per_step:,.0f} |")
     n_params = sum(p.numel() for p in GPT(CONFIG).parameters())
     where = (torch.cuda.get_device_name(device) if device.type == "cuda" else
-             f"{platform.machine()} CPU, {torch.get_num_threads()} threads, OMP_WAIT_POLICY={os.environ['OMP_WAIT_POLICY']}")
+             f"{platform.machine()} CPU, {torch.get_num_threads()} threads, "
+             + (", ".join(f"{k}={os.environ[k]}" for k in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT") if k in os.environ)))
     text = (
         f"# GPT training throughput\n\n"
         f"Measured {datetime.date.today()} on {device} ({where}), torch {torch.__version__}. "

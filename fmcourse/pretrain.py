@@ -187,6 +187,7 @@ class Pretrained:
             "val_tokens": len(self.corpus.val),
             "val_loss": round(self.val_loss, 4),
             "unigram_loss": round(self.unigram, 4),
+            "steps_trained": len(self.history.steps),
         }
         if self.settings.objective == "causal":
             result["perplexity"] = round(math.exp(self.val_loss), 3)
@@ -204,16 +205,22 @@ def build_model(settings: Settings, vocab_size: int) -> nn.Module:
 def pretrain(text: str, settings: Settings | None = None, *, device: torch.device | str | None = None,
              plot: bool = True, progress: bool = True, corpus: Corpus | None = None,
              checkpoint: str | Path | None = None, checkpoint_every: int | None = None, resume: bool = False,
-             **overrides) -> Pretrained:
+             minutes: float | None = None, **overrides) -> Pretrained:
     """Prepare ``text``, build a model and pretrain it; keyword arguments override ``Settings``.
 
     ``pretrain(text, steps=500, lr=1e-3)`` is ``pretrain(text, Settings(steps=500, lr=1e-3))``.
+    ``minutes`` trains for that much wall-clock time instead of ``settings.steps`` steps (``fit``'s
+    time budget: the learning-rate schedule ends at its minimum when the time is up).
     Raises ``ValueError`` naming the numbers when the text is too short for the context length.
     ``corpus`` is ``prepare_for(text, settings)`` when the caller has made it already;
     ``checkpoint``, ``checkpoint_every`` and ``resume`` go to ``fit`` (a resumable run).
     Under ``torchrun`` it trains data-parallel (``fmcourse.distributed``): each of the processes computes
-    ``batch_size / world_size`` rows of every batch, which must divide evenly.
+    ``batch_size / world_size`` rows of every batch, which must divide evenly; a run there counts steps,
+    not minutes.
     """
+    if minutes is not None and distributed.launched():  # each process would time its own steps, stop at its own
+        raise ValueError("a time budget (minutes) cannot be used under torchrun, where every process must "
+                         "take the same number of steps: give steps instead")
     settings = dataclasses.replace(settings or Settings(), **overrides)
     masked = settings.objective == "masked"
     corpus = corpus or prepare_for(text, settings)
@@ -245,8 +252,10 @@ def pretrain(text: str, settings: Settings | None = None, *, device: torch.devic
     if distributed.launched():  # every process draws the same global batch and trains on its rows of it
         train_batches = distributed.shard(train_batches)
         model = distributed.wrap(model, torch.device(device))
-    history = fit(model, train_batches, steps=settings.steps, lr=settings.lr, warmup_steps=settings.warmup_steps,
-                  val_data=val_batches, eval_every=max(1, settings.steps // settings.evaluations), device=device,
+    length = (dict(minutes=minutes, evaluations=settings.evaluations) if minutes is not None else
+              dict(steps=settings.steps, eval_every=max(1, settings.steps // settings.evaluations)))
+    history = fit(model, train_batches, **length, lr=settings.lr, warmup_steps=settings.warmup_steps,
+                  val_data=val_batches, device=device,
                   plot=plot, progress=progress, checkpoint=checkpoint, checkpoint_every=checkpoint_every,
                   resume=resume, generators=[generator])
     model = distributed.unwrap(model)
@@ -444,6 +453,9 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--sample-length", type=int, default=300, help="tokens per sample (default: 300)")
     parser.add_argument("--temperature", type=float, default=0.8, help="sampling temperature (default: 0.8)")
     parser.add_argument("--prompt", default="", help="text the samples start from (default: a new paragraph)")
+    parser.add_argument("--minutes", type=float, default=None, metavar="M",
+                        help="train for M minutes of wall-clock time instead of --steps; the learning-rate "
+                             "schedule fits itself to the steps that fit")
     parser.add_argument("--checkpoint-every", type=int, default=None, metavar="STEPS",
                         help="steps between saves of the training state (default: at each evaluation)")
     return parser
@@ -479,6 +491,9 @@ def _check_sampling(args: argparse.Namespace) -> None:
         raise ValueError(f"--sample-length must be at least 1 token, got {args.sample_length}")
     if not (math.isfinite(args.temperature) and args.temperature >= 0):
         raise ValueError(f"--temperature must be a finite number >= 0 (0: the most likely token), got {args.temperature}")
+    minutes = getattr(args, "minutes", None)
+    if minutes is not None and not (math.isfinite(minutes) and minutes > 0):
+        raise ValueError(f"--minutes must be a positive number, got {minutes}")
     if args.checkpoint_every is not None and args.checkpoint_every < 1:
         raise ValueError(f"--checkpoint-every must be at least 1 step, got {args.checkpoint_every}")
 
@@ -533,8 +548,9 @@ def main(argv: list[str] | None = None) -> int:
             raise ValueError(f"the text of {source} changed since the interrupted run: resuming needs the same text")
         print(f"{source}: {len(text):,} characters; training a {'GPT' if settings.objective == 'causal' else 'encoder'} "
               f"({settings.n_layer} layers, width {settings.d_model}, context {settings.context_length}) "
-              f"for {settings.steps} steps", flush=True)
-        if 2 * settings.warmup_steps > settings.steps:
+              + (f"for {minutes:g} minutes" if (minutes := getattr(args, "minutes", None)) else f"for {settings.steps} steps"),
+              flush=True)
+        if minutes is None and 2 * settings.warmup_steps > settings.steps:
             print(f"note: the learning-rate warm-up ({settings.warmup_steps} steps) fills more than half of the "
                   f"run ({settings.steps} steps), so the rate stays low for most of it; give --warmup-steps "
                   f"about a tenth of --steps", flush=True)
@@ -555,7 +571,7 @@ def main(argv: list[str] | None = None) -> int:
         else:
             print(f"resuming the run in {args.out}", flush=True)
         result = pretrain(text, settings, device=device, plot=False, corpus=corpus, checkpoint=args.out / STATE,
-                          checkpoint_every=args.checkpoint_every, resume=args.resume is not None)
+                          checkpoint_every=args.checkpoint_every, resume=args.resume is not None, minutes=minutes)
     except KeyboardInterrupt:
         state = args.out / STATE if args.out is not None else None
         if state is None or not state.is_file():

@@ -8,7 +8,8 @@ batch (random windows of a corpus, say). A batch is a tensor or a tuple of tenso
 batch)`` turns it into a scalar loss. The loop moves the model and each batch to the device, runs the
 forward pass under bf16 autocast on CUDA, clips gradients, follows a warm-up + cosine learning-rate
 schedule, shows a progress bar and live train/validation curves in JupyterLab, and returns a
-``History``.
+``History``. ``fit(..., minutes=3)`` trains for a wall-clock budget instead of a number of steps, with
+the schedule fitted to the steps that fit.
 
 Long runs can be resumed: with ``checkpoint="runs/state.pt"`` the loop saves its whole state (model,
 optimizer, position in the schedule, random-number generators, history) every ``checkpoint_every``
@@ -29,6 +30,7 @@ import math
 import operator
 import random
 import signal
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -210,14 +212,14 @@ def _autocast(device: torch.device):
     return torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else torch.autocast("cpu", enabled=False)
 
 
-def _batches(data, steps: int):
-    """Yield ``steps`` batches: calling ``data`` each time, or cycling through it."""
+def _batches(data, steps: int | None):
+    """Yield ``steps`` batches (None: without end): calling ``data`` each time, or cycling through it."""
     if callable(data):
-        for _ in range(steps):
+        for _ in range(steps) if steps is not None else itertools.count():
             yield data()
         return
     given = 0
-    while given < steps:
+    while steps is None or given < steps:
         empty = True
         for batch in data:
             empty = False
@@ -253,12 +255,25 @@ def fit(
     checkpoint_every: int | None = None,
     resume: bool = False,
     generators: Sequence[torch.Generator] = (),
+    minutes: float | None = None,
+    evaluations: int = 10,
+    compile: bool = False,
 ) -> History:
-    """Train ``model`` in place for ``steps`` optimizer steps (or ``epochs`` passes over the data).
+    """Train ``model`` in place for ``steps`` optimizer steps (or ``epochs`` passes over the data, or
+    ``minutes`` of wall-clock time).
 
-    The optimizer defaults to AdamW (fused on CUDA). The learning rate warms up linearly for
-    ``warmup_steps`` and then follows a cosine down to ``min_lr_ratio * lr``. Validation loss is
-    measured every ``eval_every`` steps (default: 10 times a run) and at the end. In JupyterLab,
+    The optimizer defaults to AdamW (``adamw``: fused where torch has the kernel). The learning rate
+    warms up linearly for ``warmup_steps`` and then follows a cosine down to ``min_lr_ratio * lr``.
+    Validation loss is measured every ``eval_every`` steps (default: 10 times a run) and at the end.
+
+    ``minutes`` trains for a time budget instead of a number of steps: before each step the number of
+    steps that fit is estimated again from the mean time of the steps so far (validation included,
+    and the time of one more validation kept for the last one), and the schedule is fitted to that
+    estimate, so the last step runs at ``min_lr_ratio * lr`` and the run stops within about one step
+    of the budget. It validates ``evaluations`` times, evenly over the budget, unless ``eval_every``
+    is given. The warm-up keeps its ``warmup_steps``.
+
+    ``compile`` compiles the model in place first (``compile_model``; it stays compiled). In JupyterLab,
     ``plot`` draws live curves; under the test suite (FMCOURSE_HEADLESS=1) it draws the final curves
     once; in a script it draws nothing. ``progress`` shows a tqdm bar unless headless.
 
@@ -276,13 +291,21 @@ def fit(
     ``train_data`` draws from (``causal_lm_batches(..., generator=g)``): their states are saved
     too. A list of batches continues at the next batch; a shuffling DataLoader draws a new order.
     """
+    entered = time.perf_counter()  # a time budget counts from here
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
     if not (callable(train_data) or isinstance(train_data, Iterable)):
         raise TypeError(f"train_data must be a re-iterable of batches or a function returning a batch, "
                         f"got {type(train_data).__name__}")
-    if (steps is None) == (epochs is None):
-        raise ValueError("give exactly one of steps=... or epochs=...")
+    if (steps is not None) + (epochs is not None) + (minutes is not None) != 1:
+        raise ValueError("give exactly one of steps=..., epochs=... or minutes=...")
+    budget = None
+    if minutes is not None:
+        if isinstance(minutes, bool) or not isinstance(minutes, (int, float)) or not (math.isfinite(minutes) and minutes > 0):
+            raise ValueError(f"minutes must be a positive finite number, got {minutes!r}")
+        budget = 60.0 * minutes  # seconds
+        evaluations = _count("evaluations", evaluations, minimum=1)
+        steps = sys.maxsize  # not known in advance: estimated as the run goes
     if epochs is not None:
         epochs = _count("epochs", epochs, minimum=1)
         if callable(train_data) or not hasattr(train_data, "__len__"):
@@ -314,23 +337,26 @@ def fit(
             raise TypeError(f"generators must be torch.Generator objects, got {type(g).__name__}")
     device = torch.device(device) if device is not None else env.get_device()
     model.to(device).train()
+    if compile:
+        compile_model(model, device)
     if optimizer is None:
         params = [p for p in model.parameters() if p.requires_grad]
         if not params:
             raise ValueError("the model has no trainable parameters (all requires_grad=False)")
-        optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay, fused=device.type == "cuda")
+        optimizer = adamw(params, lr=lr, weight_decay=weight_decay)
     base_lrs = [group["lr"] for group in optimizer.param_groups]
-    eval_every = eval_every or max(1, steps // 10)
-    checkpoint_every = checkpoint_every or eval_every
+    if budget is None:
+        eval_every = eval_every or max(1, steps // 10)
+        checkpoint_every = checkpoint_every or eval_every
 
     if history is None:
         history = History()
-    first = 0
+    first, spent = 0, 0.0
     if resume:
-        state = _read_state(checkpoint, steps)
+        state = _read_state(checkpoint, None if budget else steps, budget)
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
-        base_lrs, first = list(state["base_lrs"]), state["done"]
+        base_lrs, first, spent = list(state["base_lrs"]), state["done"], state.get("spent", 0.0)
         _set_rng_states(state["rng"], generators)
         for name, value in state["history"].items():
             setattr(history, name, [tuple(v) for v in value] if name == "stage_starts" else value)
@@ -342,9 +368,13 @@ def fit(
     if first >= steps:
         model.eval()
         return history
+    clock = _Budget(budget, spent, entered) if budget is not None else None
+    foreach = _foreach_ok(model)  # gradient clipping in one multi-tensor call where torch can
+    evaluated = sum(s >= offset for s in history.val_steps)  # validations of this stage so far
 
     def save_state(done: int) -> None:
-        state = {"version": 1, "done": done, "steps": steps, "offset": offset, "base_lrs": base_lrs,
+        state = {"version": 1, "done": done, "steps": None if budget else steps, "budget": budget,
+                 "spent": clock.elapsed() if clock else 0.0, "offset": offset, "base_lrs": base_lrs,
                  "model": model.state_dict(), "optimizer": optimizer.state_dict(),
                  "rng": _rng_states(generators), "history": dataclasses.asdict(history)}
         with atomic_path(checkpoint) as tmp:
@@ -354,16 +384,28 @@ def fit(
         live = LiveCurves() if plot and env.in_jupyter() and not env.headless() else None
         from tqdm.auto import tqdm
 
-        bar = tqdm(total=steps, initial=first, disable=not progress or env.headless() or not distributed.is_main(),
+        bar = tqdm(total=None if clock else steps, initial=first,
+                   disable=not progress or env.headless() or not distributed.is_main(),
                    desc="training", leave=False)
         start = time.perf_counter()
         if callable(train_data):
-            batches = _batches(train_data, steps - first)
+            batches = _batches(train_data, None if clock else steps - first)
         else:  # a list continues at the batch it stopped before
-            batches = itertools.islice(_batches(train_data, steps), first, None)
-        for step, batch in enumerate(batches, start=first):
+            batches = itertools.islice(_batches(train_data, None if clock else steps), first, None)
+        for step in itertools.count(first):
+            if clock is None:
+                total = steps
+                rate = lambda base: lr_at(step, steps, base, warmup_steps, min_lr_ratio)  # noqa: E731
+            else:  # out of time, one more step still runs: the last, at the lowest rate
+                total = max(clock.total(step), step + 1)
+                rate = lambda base: _budget_lr(step, total, base, warmup_steps, min_lr_ratio)  # noqa: E731
+                bar.total = total
+            batch = next(batches, None) if step < total else None
+            if batch is None:
+                break
+            last = step + 1 == total
             for group, base in zip(optimizer.param_groups, base_lrs):
-                group["lr"] = lr_at(step, steps, base, warmup_steps, min_lr_ratio)
+                group["lr"] = rate(base)
             with _autocast(device):
                 loss = loss_fn(model, to_device(batch, device))
             if not torch.isfinite(loss):
@@ -372,27 +414,38 @@ def fit(
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             if grad_clip is not None:
-                nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+                nn.utils.clip_grad_norm_(model.parameters(), grad_clip, foreach=foreach)
             optimizer.step()
 
             history.steps.append(offset + step)
             history.train_loss.append(loss.item())
             history.lr.append(optimizer.param_groups[0]["lr"])
-            if val_data is not None and ((step + 1) % eval_every == 0 or step + 1 == steps):
+            if eval_every is not None:
+                validate = (step + 1) % eval_every == 0 or last
+            else:  # a time budget: evenly over it
+                validate = last or clock.elapsed() >= (evaluated + 1) * clock.seconds / evaluations
+            if val_data is not None and validate:
+                began = time.perf_counter()
                 history.val_steps.append(offset + step)
                 history.val_loss.append(evaluate(model, val_data, loss_fn, device))
                 bar.set_postfix(val_loss=f"{history.val_loss[-1]:.3f}")
+                evaluated += 1
+                if clock:
+                    clock.reserve = max(clock.reserve, time.perf_counter() - began)  # for the last validation
             bar.update()
             history.seconds = earlier_seconds + time.perf_counter() - start
             if live:
-                live.update(history, force=step + 1 == steps)
-            if checkpoint is not None and distributed.is_main() and (
-                    (step + 1) % checkpoint_every == 0 or step + 1 == steps or interrupted):
+                live.update(history, force=last)
+            save_now = (step + 1) % checkpoint_every == 0 if checkpoint_every is not None else validate
+            if checkpoint is not None and distributed.is_main() and (save_now or last or interrupted):
                 save_state(step + 1)  # under torchrun every process holds the same state: rank 0 writes it
             if interrupted:
                 bar.close()
-                raise KeyboardInterrupt(f"training interrupted after step {step + 1} of {steps}; its state is saved in "
+                of = f"about {total}" if clock else f"{steps}"
+                raise KeyboardInterrupt(f"training interrupted after step {step + 1} of {of}; its state is saved in "
                                         f"{checkpoint}: call fit again with the same arguments and resume=True to go on")
+            if last:
+                break
         bar.close()
     model.eval()
     if plot and env.in_jupyter() and env.headless():
@@ -401,6 +454,110 @@ def fit(
         history.plot()
         plt.show()
     return history
+
+
+class _Budget:
+    """A wall-clock budget of ``seconds`` (``spent`` of them before this call): how many steps fit."""
+
+    def __init__(self, seconds: float, spent: float = 0.0, start: float | None = None):
+        self.seconds, self.spent = seconds, spent
+        self.start = time.perf_counter() if start is None else start  # a perf_counter() reading
+        self.reserve = 0.0  # seconds kept for the last validation (the longest one so far)
+        self.marks: list[tuple[int, float]] = []  # (steps done, seconds elapsed) at this call's start and first step
+
+    def elapsed(self) -> float:
+        return self.spent + time.perf_counter() - self.start
+
+    def total(self, done: int) -> int:
+        """The estimated number of steps of the whole run, ``done`` of them made: ``done`` plus as many
+        steps as the time left holds, at the mean duration of this call's steps after its first (which
+        carries one-time costs); ``done`` itself when none fits. Before the first step nothing is known:
+        a very large number (the first step always runs)."""
+        elapsed = self.elapsed()
+        if not self.marks:  # the first call: no step made yet, or the steps of an interrupted run
+            self.marks.append((done, elapsed))
+            if done == 0:
+                return sys.maxsize
+            mean = elapsed / done
+        else:
+            if len(self.marks) == 1:
+                self.marks.append((done, elapsed))  # the end of this call's first step
+            since = self.marks[0] if done == self.marks[1][0] else self.marks[1]
+            mean = (elapsed - since[1]) / (done - since[0])
+        return done + max(0, int((self.seconds - elapsed - self.reserve) / max(mean, 1e-9)))
+
+
+def _budget_lr(step: int, total: int, base_lr: float, warmup_steps: int, min_ratio: float) -> float:
+    """The learning rate of a time-budget run at ``step`` of an estimated ``total``: ``lr_at``'s warm-up
+    and cosine, reaching ``min_ratio * base_lr`` exactly at the last step (even when the budget is too
+    short for the warm-up)."""
+    if step >= total - 1:
+        return min_ratio * base_lr
+    return lr_at(step, total - 1, base_lr, warmup_steps, min_ratio)
+
+
+def compile_model(model: nn.Module, device: torch.device | str | None = None) -> bool:
+    """Compile ``model`` in place with ``torch.compile`` (``model.compile()``: the same module, parameters
+    and state-dict names; its calls run the compiled graph) when this machine can, and return True.
+
+    Compiling needs a C++ compiler for the CPU (or Triton for CUDA) and takes tens of seconds on the
+    first call; where it cannot work, this warns once, naming what is missing, leaves the model as it
+    is and returns False, so code that asks for compilation runs everywhere.
+    """
+    device = torch.device(device) if device is not None else next(model.parameters()).device
+    if getattr(model, "_compiled_call_impl", None) is not None:  # compiled already
+        return True
+    reason = _cannot_compile(device)
+    if reason:
+        import warnings
+
+        warnings.warn(f"torch.compile is not used: {reason}; the model runs uncompiled", stacklevel=2)
+        return False
+    model.compile()
+    return True
+
+
+def _cannot_compile(device: torch.device) -> str | None:
+    """Why ``torch.compile`` cannot work for ``device`` here, or None when it can."""
+    import importlib.util
+    import os
+    import shutil
+
+    try:
+        import torch._dynamo
+
+        if not torch._dynamo.is_dynamo_supported():
+            return f"torch {torch.__version__} cannot compile on this Python or system"
+    except Exception as error:  # an unusual build without dynamo
+        return f"this torch build has no compiler ({type(error).__name__})"
+    if device.type == "cuda":
+        return None if importlib.util.find_spec("triton") else "compiling for CUDA needs the triton package"
+    if device.type != "cpu":
+        return f"compiling for {device.type} is not supported by this course"
+    compilers = [os.environ.get("CXX", ""), "g++", "c++", "clang++"]
+    if not any(name and shutil.which(name) for name in compilers):
+        return "no C++ compiler (g++ or clang++) is installed"
+    return None
+
+
+def adamw(params, lr: float = 1e-3, weight_decay: float = 0.0, **options) -> torch.optim.AdamW:
+    """``torch.optim.AdamW`` with its fused kernel (one pass over each tensor for the whole update) where
+    torch has one for every parameter's device and dtype (CUDA and CPU, floating point), else the default.
+
+    Same algorithm, same results within float rounding; on the course's small GPT the fused kernel
+    makes a CPU training step about a tenth faster (``bench/results/peer_throughput.md``).
+    """
+    params = list(params)
+    tensors = [p for group in params for p in (group["params"] if isinstance(group, dict) else [group])]
+    fused = bool(tensors) and all(p.device.type in ("cuda", "cpu") and p.is_floating_point() for p in tensors)
+    return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay, fused=fused or None, **options)
+
+
+def _foreach_ok(model: nn.Module) -> bool | None:
+    """Clip gradients with one multi-tensor call when the parameters sit on one device type torch's
+    multi-tensor kernels accept (CPU or CUDA); None lets torch choose."""
+    types = {p.device.type for p in model.parameters()}
+    return True if types <= {"cpu", "cuda"} and len(types) == 1 else None
 
 
 @contextmanager
@@ -476,14 +633,19 @@ def _set_rng_states(states: dict, generators: Sequence[torch.Generator]) -> None
         g.set_state(saved)
 
 
-def _read_state(path: Path, steps: int) -> dict:
-    """The training state saved at ``path``, checked against this run's ``steps``."""
+def _read_state(path: Path, steps: int | None, budget: float | None = None) -> dict:
+    """The training state saved at ``path``, checked against this run's ``steps`` (None for a run of a
+    time budget of ``budget`` seconds)."""
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:
         raise ValueError(f"{path} is not a training state that fit saved ({type(error).__name__}: {error})") from None
     if not isinstance(state, dict) or state.get("version") != 1:
         raise ValueError(f"{path} is not a training state that fit saved")
+    if state.get("budget") != budget:
+        saved, given = (f"{b / 60:g} minutes" if b else "steps" for b in (state.get("budget"), budget))
+        raise ValueError(f"{path} was saved by a run of {saved}, not {given}: resume with the same budget "
+                         f"(the learning-rate schedule depends on it)")
     if state["steps"] != steps:
         raise ValueError(f"{path} was saved by a run of {state['steps']} steps, not {steps}: resume with the same "
                          f"steps (the learning-rate schedule depends on them)")

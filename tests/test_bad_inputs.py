@@ -688,6 +688,8 @@ CASES: list[Case] = [
          lambda t: distributed.local_batch_size(32, 3), ValueError, "multiple of 3"),
     Case("distributed", "joining a process group without a launcher",
          lambda t: without_launcher(distributed.init), RuntimeError, "not started by a launcher.*torchrun"),
+    Case("distributed", "a time budget under torchrun", lambda t: budget_under_torchrun(t), ValueError,
+         "cannot be used under torchrun.*give steps"),
     Case("scaling", "a power law fitted to two points", lambda t: scaling.fit_power_law([1e3, 1e4], [2.0, 1.5]),
          ValueError, "at least 3"),
     Case("scaling", "a power law fitted to a loss of 0",
@@ -743,6 +745,17 @@ CASES: list[Case] = [
          lambda t: fdata.make_detection_scenes(2, image_size=16, max_objects=3, min_distance=30.0), ValueError,
          "cannot place"),
 ]
+
+
+def budget_under_torchrun(tmp: Path) -> None:
+    """``pretrain(..., minutes=...)`` in a process that a launcher started (``WORLD_SIZE`` set)."""
+    import os
+
+    os.environ["WORLD_SIZE"] = "2"
+    try:
+        pretrain.pretrain("abcdefgh " * 200, minutes=0.05, plot=False, progress=False)
+    finally:
+        del os.environ["WORLD_SIZE"]
 
 
 def without_launcher(function: Callable[[], object]) -> object:

@@ -128,8 +128,10 @@ def test_lora_fine_tuning_learns_a_task_and_leaves_the_pretrained_weights_alone(
     add_lora(model.backbone, rank=4)
     # per block, rank x (in + out) for qkv 8 -> 24, out 8 -> 8, fc 8 -> 32, proj 32 -> 8; then the head
     assert count_parameters(model) == 2 * 4 * (32 + 16 + 40 + 40) + 8 * 2 + 2
+    # 300 steps: long enough that the outcome does not hang on float rounding (at 200 steps, one seed's
+    # last-batch loss moved from 0.14 to 0.33 between two AdamW implementations equal up to rounding)
     history = fit(model, [(ids[i:i + 64], labels[i:i + 64]) for i in range(0, 256, 64)],
-                  lambda m, batch: m.loss(*batch), steps=200, lr=1e-2, device="cpu", plot=False, progress=False)
+                  lambda m, batch: m.loss(*batch), steps=300, lr=1e-2, device="cpu", plot=False, progress=False)
     assert history.train_loss[-1] < 0.3
     with torch.no_grad():
         assert accuracy(model(ids), labels) > 0.9

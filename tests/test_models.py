@@ -10,7 +10,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from fmcourse import checkpoints, viz, widgets
 from fmcourse.models import GPT, Encoder, EncoderConfig, GPTConfig, forward_flops, parameter_counts
 from fmcourse.nn import set_fast_attention
-from fmcourse.train import fit, supervised
+from fmcourse.train import _cannot_compile, compile_model, fit, supervised
 
 POSITIONAL = ["learned", "sinusoidal", "rotary"]
 
@@ -211,3 +211,15 @@ def test_gpt_log_likelihood_is_the_negative_summed_cross_entropy():
     assert torch.allclose(model.log_likelihood(idx), expected, atol=1e-5)
     with pytest.raises(ValueError, match="length >= 2"):
         model.log_likelihood(idx[:, :1])
+
+
+@pytest.mark.skipif(_cannot_compile(torch.device("cpu")) is not None, reason="torch.compile cannot work here")
+def test_compiled_and_uncompiled_gpt_give_the_same_logits():
+    model = tiny(n_layer=1)
+    idx = torch.randint(0, 23, (2, 16), generator=torch.Generator().manual_seed(1))
+    names = list(model.state_dict())
+    with torch.no_grad():  # the forward graph only: compiling the backward too doubles the test's time
+        expected = model(idx)
+        assert compile_model(model)
+        torch.testing.assert_close(model(idx), expected, atol=1e-5, rtol=1e-5)
+    assert list(model.state_dict()) == names, "compiling keeps the state-dict names (checkpoints load unchanged)"

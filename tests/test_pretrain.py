@@ -4,6 +4,7 @@ import dataclasses
 import hashlib
 import math
 import re
+import time
 from pathlib import Path
 
 import pytest
@@ -204,6 +205,33 @@ def test_command_writes_a_checkpoint_and_samples(tmp_path, capsys, objective, mo
     assert samples.count("--- ") == 2
     if objective == "masked":
         assert "predicted:" in samples and "truth:" in samples
+
+
+def test_command_trains_for_a_time_budget(tmp_path, capsys):
+    text, _ = markov_text(80)
+    source = tmp_path / "letters.txt"
+    source.write_text(text, encoding="utf-8")
+    out = tmp_path / "run"
+    seconds = 2.0
+    started = time.perf_counter()
+    assert main(["--text", str(source), "--out", str(out), "--minutes", str(seconds / 60), "--warmup-steps", "5"]
+                + COMMAND[2:]) == 0
+    assert time.perf_counter() - started < seconds + 8, "the budget is the training's; saving and sampling add a little"
+    assert f"for {seconds / 60:g} minutes" in capsys.readouterr().out
+    metadata = checkpoints.read_manifest(out)["metadata"]
+    assert metadata["steps_trained"] > 10
+    with pytest.raises(SystemExit):
+        main(["--text", str(source), "--out", str(tmp_path / "other"), "--minutes", "-1"])
+    assert "--minutes must be a positive number" in capsys.readouterr().err
+
+
+def test_pretrain_for_a_time_budget_ends_at_the_lowest_rate():
+    text, _ = markov_text(80)
+    result = pretrain(text, minutes=1 / 60, **(TINY | {"warmup_steps": 5}), plot=False, progress=False)
+    assert len(result.history.steps) > 20
+    assert result.history.lr[-1] == pytest.approx(0.1 * TINY["lr"])
+    assert result.history.seconds == pytest.approx(1.0, rel=0.1)
+    assert result.summary()["steps_trained"] == len(result.history.steps)
 
 
 @pytest.mark.parametrize("content, message", [

@@ -1,11 +1,13 @@
 import math
+import time
 
 import pytest
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from fmcourse.train import History, evaluate, fit, lr_at, supervised, to_device
+import fmcourse.train
+from fmcourse.train import History, adamw, compile_model, evaluate, fit, lr_at, supervised, to_device
 
 
 def regression_data(n=256, seed=0):
@@ -77,7 +79,10 @@ def test_gradient_clipping_bounds_the_update():
 @pytest.mark.parametrize("kwargs, message", [
     ({}, "exactly one of"),
     ({"steps": 3, "epochs": 1}, "exactly one of"),
+    ({"steps": 3, "minutes": 1}, "exactly one of"),
     ({"steps": 0}, "at least 1"),
+    ({"minutes": 0}, "positive finite"),
+    ({"minutes": math.nan}, "positive finite"),
 ])
 def test_fit_rejects_bad_length(kwargs, message):
     with pytest.raises(ValueError, match=message):
@@ -205,3 +210,54 @@ def test_stages_continue_the_step_axis():
     assert max(ax.get_lines()[0].get_xdata()) == 19
     assert [t.get_text() for t in ax.texts if t.get_text() in ("lower lr", "stage 3")] == ["lower lr", "stage 3"]
     plt.close(ax.figure)
+
+
+def test_fused_adamw_takes_the_same_steps_as_the_default_one():
+    torch.manual_seed(0)
+    _, _, batches = regression_data()
+    trained = []
+    for make in (lambda p: torch.optim.AdamW(p, lr=0.05, weight_decay=0.01), lambda p: adamw(p, lr=0.05, weight_decay=0.01)):
+        model = nn.Linear(3, 1)
+        model.load_state_dict(nn.Linear(3, 1).state_dict() if not trained else trained[0][1])
+        start = {k: v.clone() for k, v in model.state_dict().items()}
+        fit(model, batches, supervised(F.mse_loss), steps=30, optimizer=make(model.parameters()), device="cpu", plot=False)
+        trained.append((model, start))
+    assert adamw(nn.Linear(2, 2).parameters()).defaults["fused"], "fused where torch has the kernel"
+    for name, value in trained[0][0].state_dict().items():
+        torch.testing.assert_close(trained[1][0].state_dict()[name], value, rtol=1e-5, atol=1e-6)
+
+
+def test_a_time_budget_run_stops_near_its_budget_and_ends_at_the_lowest_rate():
+    torch.manual_seed(0)
+    W, b, batches = regression_data()
+    adamw(nn.Linear(1, 1).parameters())  # the optimizer's first use imports much of torch: not the run's time
+    seconds = 1.5
+    started = time.perf_counter()
+    history = fit(nn.Linear(3, 1), batches, supervised(F.mse_loss), minutes=seconds / 60, lr=0.05, warmup_steps=20,
+                  min_lr_ratio=0.1, val_data=batches[:2], device="cpu", plot=False)
+    wall = time.perf_counter() - started
+    assert abs(wall - seconds) <= 0.1 * seconds, f"stopped after {wall:.2f} s of a {seconds} s budget"
+    assert len(history.steps) > 100, "many steps fit in the budget"
+    assert history.lr[-1] == pytest.approx(0.1 * 0.05), "the schedule ends at the minimum learning rate"
+    assert history.lr[:20] == pytest.approx([0.05 * (s + 1) / 20 for s in range(20)]), "the warm-up keeps its steps"
+    assert max(history.lr) == pytest.approx(0.05)
+    assert history.val_steps[-1] == history.steps[-1] and len(history.val_steps) >= 5, "validated over the run and at its end"
+
+
+def test_a_time_budget_state_does_not_resume_a_run_of_steps(tmp_path):
+    _, _, batches = regression_data()
+    state = tmp_path / "state.pt"
+    fit(nn.Linear(3, 1), batches, supervised(F.mse_loss), minutes=0.002, device="cpu", plot=False, checkpoint=state)
+    with pytest.raises(ValueError, match="saved by a run of 0.002 minutes, not steps"):
+        fit(nn.Linear(3, 1), batches, supervised(F.mse_loss), steps=5, device="cpu", plot=False, checkpoint=state, resume=True)
+
+
+def test_compiling_without_a_compiler_warns_and_trains_uncompiled(monkeypatch):
+    monkeypatch.setattr(fmcourse.train, "_cannot_compile", lambda device: "no C++ compiler (g++ or clang++) is installed")
+    _, _, batches = regression_data()
+    model = nn.Linear(3, 1)
+    with pytest.warns(UserWarning, match="torch.compile is not used: no C\\+\\+ compiler"):
+        history = fit(model, batches, supervised(F.mse_loss), steps=5, device="cpu", plot=False, compile=True)
+    assert len(history.steps) == 5 and getattr(model, "_compiled_call_impl", None) is None
+    with pytest.warns(UserWarning, match="torch.compile is not used"):
+        assert compile_model(nn.Linear(3, 1)) is False

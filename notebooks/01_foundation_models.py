@@ -42,7 +42,7 @@
 # - place well-known foundation models by year and size, see the pretraining pipeline with the chapter
 #   that builds each step, and find your way through the course.
 #
-# **Time on a laptop CPU:** 60 s for the whole notebook.
+# **Time on a laptop CPU:** 11 s for the whole notebook.
 
 # %% slideshow={"slide_type": "skip"}
 # Setup: on Colab (or any fresh kernel) install what this chapter needs, once; elsewhere this does nothing.

@@ -42,7 +42,7 @@
 # - train a classifier of handwritten digits with the course's training loop and look at its mistakes;
 # - explore a loss landscape and the learning rate with sliders.
 #
-# **Time on a laptop CPU:** 17 s for the whole notebook.
+# **Time on a laptop CPU:** 16 s for the whole notebook.
 
 # %% slideshow={"slide_type": "skip"}
 # Setup: on Colab (or any fresh kernel) install what this chapter needs, once; elsewhere this does nothing.

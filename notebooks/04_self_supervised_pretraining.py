@@ -43,7 +43,7 @@
 #   temperature;
 # - pretrain on a text of your own from the command line, and export a GPT to Hugging Face.
 #
-# **Time on a laptop CPU:** 31 s for the whole notebook.
+# **Time on a laptop CPU:** 30 s for the whole notebook.
 
 # %% slideshow={"slide_type": "skip"}
 # Setup: on Colab (or any fresh kernel) install what this chapter needs, once; elsewhere this does nothing.

@@ -41,7 +41,7 @@
 # - train a CLIP-style image and text encoder on a world of shapes and captions, classify images it has
 #   never seen from text alone (zero-shot), and search images with text and text with images.
 #
-# **Time on a laptop CPU:** 18 s for the whole notebook.
+# **Time on a laptop CPU:** 19 s for the whole notebook.
 
 # %% slideshow={"slide_type": "skip"}
 # Setup: on Colab (or any fresh kernel) install what this chapter needs, once; elsewhere this does nothing.

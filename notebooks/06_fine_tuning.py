@@ -47,7 +47,7 @@
 # - use a real pretrained sentence encoder, all-MiniLM-L6-v2, offline, for few-shot classification and
 #   semantic search, against a keyword (TF-IDF) baseline, next to the course's tiny models.
 #
-# **Time on a laptop CPU:** 20 s for the whole notebook.
+# **Time on a laptop CPU:** 19 s for the whole notebook.
 
 # %% slideshow={"slide_type": "skip"}
 # Setup: on Colab (or any fresh kernel) install what this chapter needs, once; elsewhere this does nothing.

@@ -38,7 +38,7 @@
 # - train one text-to-text model on three tasks marked by a prefix (the T5 idea), measure it per task
 #   and read its failures.
 #
-# **Time on a laptop CPU:** 41 s for the whole notebook.
+# **Time on a laptop CPU:** 42 s for the whole notebook.
 
 # %% slideshow={"slide_type": "skip"}
 # Setup: on Colab (or any fresh kernel) install what this chapter needs, once; elsewhere this does nothing.

@@ -38,7 +38,7 @@
 #   images for captions (some with colour–shape pairs it never saw), and measure with an independent
 #   judge how often the drawing matches the caption, and where it fails.
 #
-# **Time on a laptop CPU:** 90 s for the whole notebook.
+# **Time on a laptop CPU:** 32 s for the whole notebook.
 
 # %% slideshow={"slide_type": "skip"}
 # Setup: on Colab (or any fresh kernel) install what this chapter needs, once; elsewhere this does nothing.

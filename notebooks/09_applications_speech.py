@@ -40,7 +40,7 @@
 # - write an iteration of Griffin-Lim, then make a Tacotron-style synthesizer speak: text → encoder →
 #   attention → mel frames → waveform; look at its alignment, listen, and let the recognizer score it.
 #
-# **Time on a laptop CPU:** 45 s for the whole notebook.
+# **Time on a laptop CPU:** 12 s for the whole notebook.
 
 # %% slideshow={"slide_type": "skip"}
 # Setup: on Colab (or any fresh kernel) install what this chapter needs, once; elsewhere this does nothing.

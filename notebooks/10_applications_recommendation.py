@@ -39,7 +39,7 @@
 # - recommend to new users with only a few purchases (cold start) with the pretrained GPT, without
 #   training it again, against matrix factorization that must fit each new user.
 #
-# **Time on a laptop CPU:** 45 s for the whole notebook.
+# **Time on a laptop CPU:** 12 s for the whole notebook.
 
 # %% slideshow={"slide_type": "skip"}
 # Setup: on Colab (or any fresh kernel) install what this chapter needs, once; elsewhere this does nothing.

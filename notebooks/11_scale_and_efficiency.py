@@ -38,7 +38,7 @@
 # - quantize a GPT to int8, prune it, distil it into a model 4× smaller and train it in bfloat16,
 #   with size, speed and loss for every variant.
 #
-# **Time on a laptop CPU:** 90 s for the whole notebook.
+# **Time on a laptop CPU:** 51 s for the whole notebook.
 
 # %% slideshow={"slide_type": "skip"}
 # Setup: on Colab (or any fresh kernel) install what this chapter needs, once; elsewhere this does nothing.

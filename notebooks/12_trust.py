@@ -41,7 +41,7 @@
 # - attack a classifier's training set with membership inference, and train it with DP-SGD
 #   (per-example clipping and Gaussian noise) for a privacy budget ε.
 #
-# **Time on a laptop CPU:** 70 s for the whole notebook.
+# **Time on a laptop CPU:** 24 s for the whole notebook.
 
 # %% slideshow={"slide_type": "skip"}
 # Setup: on Colab (or any fresh kernel) install what this chapter needs, once; elsewhere this does nothing.

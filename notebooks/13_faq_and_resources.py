@@ -39,7 +39,7 @@
 # - read chapter 06's fine-tuning decisions as a table, and the applications as a map of chapters;
 # - browse the reading list and search the glossary (English ↔ 中文).
 #
-# **Time on a laptop CPU:** 45 s for the whole notebook.
+# **Time on a laptop CPU:** 11 s for the whole notebook.
 
 # %% slideshow={"slide_type": "skip"}
 # Setup: on Colab (or any fresh kernel) install what this chapter needs, once; elsewhere this does nothing.

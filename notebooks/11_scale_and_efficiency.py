@@ -511,7 +511,7 @@ assert pruned_loss[-1] > pruned_loss[0] + 0.5, "and at 90% the model has lost mu
 # cross-entropy (`tests/test_objectives.py` checks it). The student here has 2 layers of width 56,
 # 4.1x fewer parameters than the teacher, and trains for 300 steps either from the labels (*scratch*)
 # or from the teacher (*distilled*, $T = 1$, no weight on the labels), each at the learning rate of
-# a common grid that its validation loss chose, with two seeds, in
+# a common grid that its validation loss chose, with five seeds, in
 # `OMP_NUM_THREADS=1 python bench/compression.py`.
 
 # %%

@@ -133,13 +133,3 @@ def silence_other_ranks() -> None:
     Errors (standard error) still show from every process."""
     if not is_main():
         sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - for the rest of the process
-
-
-def all_reduce_mean(tensors: list[torch.Tensor]) -> list[torch.Tensor]:
-    """The element-wise mean over processes of each tensor in ``tensors`` (in place, returned), as DDP
-    does to gradients; outside a process group, the tensors unchanged."""
-    if dist.is_available() and dist.is_initialized():
-        for t in tensors:
-            dist.all_reduce(t, op=dist.ReduceOp.SUM)
-            t /= dist.get_world_size()
-    return tensors
